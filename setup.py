@@ -1,0 +1,42 @@
+"""Install torchreid-pgflkd: PGFL-KD for occluded person re-identification, as a torchreid plugin."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+# torch and torchvision are pinned as a pair built together: torchvision's C extension is
+# compiled against one torch release and fails to import with another (DESIGN.md section 7).
+TORCH_PAIR = ["torch==2.14.0", "torchvision==0.29.0"]
+
+# torchreid 0.2.5 on PyPI declares no dependencies, but importing it needs these.
+TORCHREID_RUNTIME = [
+    "torchreid==0.2.5",
+    "scipy",
+    "opencv-python-headless",
+    "tensorboard",
+    "gdown",
+    "matplotlib",
+    "Pillow",
+]
+
+setup(
+    name="torchreid-pgflkd",
+    version="0.1.0",
+    description="PGFL-KD (pose-guided feature learning with knowledge distillation) for torchreid",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["torchreid_pgflkd", "torchreid_pgflkd.*"]),
+    include_package_data=True,
+    install_requires=TORCH_PAIR
+    + TORCHREID_RUNTIME
+    + ["numpy", "tabulate", "yacs", "faiss-cpu", "h5py", "tqdm", "PyYAML"],
+    extras_require={
+        "dev": ["pytest", "ruff"],
+        "export": ["onnx", "onnxruntime"],
+    },
+    entry_points={"console_scripts": ["pgflkd = torchreid_pgflkd.cli.main:main"]},
+    license="MIT",
+)

@@ -1,0 +1,1 @@
+"""The ``pgflkd`` command line."""

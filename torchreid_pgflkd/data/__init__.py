@@ -1,0 +1,1 @@
+"""Datasets, pose-aware transforms, loaders and the embedded synthetic benchmark."""

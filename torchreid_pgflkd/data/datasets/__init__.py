@@ -1,0 +1,3 @@
+"""Pose-aware datasets registered with torchreid: name -> class."""
+
+DATASETS: dict[str, type] = {}
