@@ -1,0 +1,249 @@
+"""Readers for the keypoint files users have (DESIGN section 4), all to COCO-17 ``(17, 3)``.
+
+- KPR / PifPaf per-image JSON: a list of ``{"keypoints": [[x, y, c] x 17], "is_target": bool}``.
+- OpenPose / AlphaPose JSON: ``{"people": [{"pose_keypoints_2d": [x, y, c] x 18}]}`` in
+  OpenPose-18 order (BODY_25 is accepted too), converted to COCO-17.
+- COCO results JSON from any detector: a list of ``{"image_id", "keypoints": [51], "score"}``
+  (a COCO annotation file with ``images`` and ``annotations`` is accepted as well).
+- The Market-1501 14-point ``.mat`` (MATLAB v7.3 / HDF5) with its list of image names.
+
+Every reader raises :class:`KeypointFormatError` naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from torchreid_pgflkd.pose.contract import NUM_KEYPOINTS
+from torchreid_pgflkd.pose.keypoints import (
+    KeypointFormatError,
+    empty_pose,
+    sanitize_keypoints,
+    select_target,
+)
+
+logger = logging.getLogger(__name__)
+
+# COCO-17 joint i is OpenPose-18 joint OPENPOSE18_TO_COCO17[i] (the neck has no COCO joint).
+OPENPOSE18_TO_COCO17: tuple[int, ...] = (0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10)
+# Same for OpenPose BODY_25 (mid-hip at 8 shifts the legs by one).
+BODY25_TO_COCO17: tuple[int, ...] = (0, 16, 15, 18, 17, 5, 2, 6, 3, 7, 4, 12, 9, 13, 10, 14, 11)
+# COCO-17 joint i is Market 14-point joint MARKET14_TO_COCO17[i]; -1 = no such joint.
+# Market order: head-top, neck, R-sho, R-elb, R-wri, L-sho, L-elb, L-wri, R-hip, R-knee,
+# R-ank, L-hip, L-knee, L-ank. The nose (0) is approximated from head-top and neck.
+MARKET14_TO_COCO17: tuple[int, ...] = (-1, -1, -1, -1, -1, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10)
+# Where the nose sits on the head-top -> neck segment (0 = head-top, 1 = neck). The 14-point
+# skeleton has no face joints; the nose is about half way down from the crown to the neck
+# base in a standing person, which is what the part maps need (a head blob, not a face).
+MARKET14_NOSE_FRACTION = 0.5
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise KeypointFormatError(f"{path}: not valid JSON ({exc})") from exc
+    except OSError as exc:
+        raise KeypointFormatError(f"{path}: cannot be read ({exc})") from exc
+
+
+def read_kpr_json(path: str | Path, *, image_hw: Sequence[int] | None = None) -> np.ndarray:
+    """Read a KPR/PifPaf per-image keypoint JSON -> ``(17, 3)`` pose of the target skeleton.
+
+    Target: the skeleton flagged ``is_target``; else the highest ``score``; else the largest box
+    near the centre. An empty list gives an empty pose.
+    """
+    path = Path(path)
+    return _kpr_from_data(_load_json(path), path, image_hw)
+
+
+def _kpr_from_data(data: Any, path: Path, image_hw: Sequence[int] | None) -> np.ndarray:
+    if isinstance(data, dict):
+        data = data.get("skeletons", data.get("annotations", [data]))
+    if not isinstance(data, list):
+        raise KeypointFormatError(
+            f"{path}: expected a list of skeletons {{'keypoints': [[x, y, c] x 17], "
+            f"'is_target': bool}}, got {type(data).__name__}"
+        )
+    skeletons, flags, scores = [], [], []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict) or "keypoints" not in item:
+            raise KeypointFormatError(f"{path}: skeleton {i} has no 'keypoints' entry")
+        kp = np.asarray(item["keypoints"], dtype=object)
+        if kp.ndim == 1 and kp.size == NUM_KEYPOINTS * 3:
+            kp = kp.reshape(NUM_KEYPOINTS, 3)
+        skeletons.append(sanitize_keypoints(kp, source=f"{path} (skeleton {i})", image_hw=image_hw))
+        flags.append(item.get("is_target"))
+        scores.append(item.get("score"))
+    idx = select_target(skeletons, is_target=flags, scores=scores, image_hw=image_hw)
+    return empty_pose() if idx is None else skeletons[idx]
+
+
+def openpose_to_coco17(flat: Sequence[float], *, source: str) -> np.ndarray:
+    """OpenPose-18 (or BODY_25) flattened ``[x, y, c] x J`` -> COCO-17 ``(17, 3)``."""
+    arr = np.asarray(flat, dtype=np.float64).reshape(-1)
+    if arr.size == 18 * 3:
+        index = OPENPOSE18_TO_COCO17
+    elif arr.size == 25 * 3:
+        index = BODY25_TO_COCO17
+    else:
+        raise KeypointFormatError(
+            f"{source}: pose_keypoints_2d has {arr.size} values; expected 54 (OpenPose-18) "
+            "or 75 (BODY_25)"
+        )
+    return sanitize_keypoints(arr.reshape(-1, 3)[list(index)], source=source)
+
+
+def read_openpose_json(path: str | Path, *, image_hw: Sequence[int] | None = None) -> np.ndarray:
+    """Read an OpenPose/AlphaPose per-image JSON -> ``(17, 3)`` COCO-17 pose of the target."""
+    path = Path(path)
+    return _openpose_from_data(_load_json(path), path, image_hw)
+
+
+def _openpose_from_data(data: Any, path: Path, image_hw: Sequence[int] | None) -> np.ndarray:
+    if not isinstance(data, dict) or not isinstance(data.get("people"), list):
+        raise KeypointFormatError(
+            f"{path}: expected {{'people': [{{'pose_keypoints_2d': [...]}}]}} (OpenPose layout)"
+        )
+    skeletons, scores = [], []
+    for i, person in enumerate(data["people"]):
+        if not isinstance(person, dict) or "pose_keypoints_2d" not in person:
+            raise KeypointFormatError(f"{path}: person {i} has no 'pose_keypoints_2d'")
+        kp = openpose_to_coco17(person["pose_keypoints_2d"], source=f"{path} (person {i})")
+        if image_hw is not None:
+            kp = sanitize_keypoints(kp, source=str(path), image_hw=image_hw)
+        skeletons.append(kp)
+        scores.append(person.get("score"))
+    idx = select_target(skeletons, scores=scores, image_hw=image_hw)
+    return empty_pose() if idx is None else skeletons[idx]
+
+
+def read_coco_results(path: str | Path) -> dict[Any, np.ndarray]:
+    """Read COCO keypoint results (or a COCO annotation file) -> ``{image key: (17, 3)}``.
+
+    The key is the ``image_id`` as written (an int or a file name). With an annotation file
+    (a dict with ``images`` and ``annotations``), the key is the image's ``file_name`` and the
+    visibility flags 1/2 become confidence 1. Several detections of one image: highest score.
+    """
+    path = Path(path)
+    data = _load_json(path)
+    id_to_name: dict[Any, str] = {}
+    annotation_file = isinstance(data, dict)
+    if annotation_file:
+        if not isinstance(data.get("annotations"), list):
+            raise KeypointFormatError(
+                f"{path}: expected a COCO results list or a dict with 'annotations'"
+            )
+        id_to_name = {im["id"]: im["file_name"] for im in data.get("images", [])}
+        data = data["annotations"]
+    if not isinstance(data, list):
+        raise KeypointFormatError(f"{path}: expected a list of detections, got {type(data)}")
+    best: dict[Any, tuple[float, np.ndarray]] = {}
+    for i, det in enumerate(data):
+        if not isinstance(det, dict) or "image_id" not in det or "keypoints" not in det:
+            raise KeypointFormatError(f"{path}: detection {i} lacks 'image_id' or 'keypoints'")
+        kp = np.asarray(det["keypoints"], dtype=np.float64).reshape(-1)
+        if kp.size != NUM_KEYPOINTS * 3:
+            raise KeypointFormatError(
+                f"{path}: detection {i} has {kp.size} keypoint values, expected 51 (COCO-17)"
+            )
+        kp = kp.reshape(NUM_KEYPOINTS, 3)
+        if annotation_file:
+            kp[:, 2] = (kp[:, 2] > 0).astype(np.float64)
+        kp = sanitize_keypoints(kp, source=f"{path} (detection {i})")
+        key = id_to_name.get(det["image_id"], det["image_id"])
+        score = float(det.get("score", det.get("num_keypoints", 0.0)))
+        if key not in best or score > best[key][0]:
+            best[key] = (score, kp)
+    return {key: kp for key, (_, kp) in best.items()}
+
+
+def market14_to_coco17(
+    joints: np.ndarray, *, image_hw: Sequence[int] = (128, 64), one_based: bool = True
+) -> np.ndarray:
+    """Market 14-point joints ``(N, 14, 2)`` (x, y) -> COCO-17 ``(N, 17, 3)``.
+
+    1-based pixel indices become pixel-centre coordinates (``x - 0.5``). There is no confidence
+    in the source: in-image points get 1.0, others 0. Eyes and ears are missing (conf 0); the
+    nose is placed ``MARKET14_NOSE_FRACTION`` of the way from head-top to neck.
+    """
+    joints = np.asarray(joints, dtype=np.float32)
+    xy = joints - 0.5 if one_based else joints.copy()
+    h, w = float(image_hw[0]), float(image_hw[1])
+    inside = (xy[..., 0] >= 0) & (xy[..., 0] <= w) & (xy[..., 1] >= 0) & (xy[..., 1] <= h)
+    inside &= np.isfinite(xy).all(axis=-1)
+    out = np.zeros((joints.shape[0], NUM_KEYPOINTS, 3), dtype=np.float32)
+    for coco, src in enumerate(MARKET14_TO_COCO17):
+        if src >= 0:
+            out[:, coco, :2] = xy[:, src]
+            out[:, coco, 2] = inside[:, src]
+    nose_ok = inside[:, 0] & inside[:, 1]
+    nose = xy[:, 0] + MARKET14_NOSE_FRACTION * (xy[:, 1] - xy[:, 0])
+    out[:, 0, :2] = np.where(nose_ok[:, None], nose, 0.0)
+    out[:, 0, 2] = nose_ok
+    out[..., :2] *= out[..., 2:3] > 0
+    return out
+
+
+def read_market14_mat(
+    mat_path: str | Path,
+    names_path: str | Path | None = None,
+    *,
+    image_hw: Sequence[int] = (128, 64),
+) -> dict[str, np.ndarray]:
+    """Read the Market-1501 14-point ``.mat`` -> ``{image file name: (17, 3)}``.
+
+    Row i of dataset ``pp`` (N, 28: x in columns 0..13, y in 14..27, 1-based) belongs to the
+    i-th name of the names file (``name label`` per line) sorted in ASCII order. Without
+    ``names_path``, the single ``*.txt`` next to the ``.mat`` is used.
+    """
+    try:
+        import h5py
+    except ImportError as exc:
+        raise ImportError("reading the Market 14-point .mat needs h5py: pip install h5py") from exc
+    mat_path = Path(mat_path)
+    if names_path is None:
+        txts = sorted(mat_path.parent.glob("*.txt"))
+        if len(txts) != 1:
+            raise KeypointFormatError(
+                f"{mat_path}: pass the image-name list explicitly; found {len(txts)} .txt files "
+                f"next to it ({[t.name for t in txts]})"
+            )
+        names_path = txts[0]
+    names_path = Path(names_path)
+    try:
+        with h5py.File(mat_path, "r") as f:
+            if "pp" not in f:
+                raise KeypointFormatError(f"{mat_path}: no dataset 'pp' (found {list(f.keys())})")
+            pp = np.asarray(f["pp"], dtype=np.float32)
+    except OSError as exc:
+        raise KeypointFormatError(f"{mat_path}: not a MATLAB v7.3 (HDF5) file ({exc})") from exc
+    if pp.ndim == 2 and pp.shape[0] == 28 and pp.shape[1] != 28:
+        pp = pp.T  # MATLAB column-major storage seen from HDF5
+    if pp.ndim != 2 or pp.shape[1] != 28:
+        raise KeypointFormatError(f"{mat_path}: dataset 'pp' must be (N, 28), got {pp.shape}")
+    lines = [ln.split() for ln in names_path.read_text(encoding="utf-8").splitlines()]
+    names = sorted(parts[0] for parts in lines if parts)
+    if len(names) != pp.shape[0]:
+        raise KeypointFormatError(
+            f"{mat_path}: {pp.shape[0]} keypoint rows but {len(names)} names in {names_path}"
+        )
+    joints = np.stack([pp[:, :14], pp[:, 14:]], axis=-1)
+    poses = market14_to_coco17(joints, image_hw=image_hw)
+    return dict(zip(names, poses))
+
+
+def read_keypoint_file(path: str | Path, *, image_hw: Sequence[int] | None = None) -> np.ndarray:
+    """Read one per-image keypoint JSON of either layout (KPR list or OpenPose dict)."""
+    path = Path(path)
+    data = _load_json(path)
+    if isinstance(data, dict) and "people" in data:
+        return _openpose_from_data(data, path, image_hw)
+    return _kpr_from_data(data, path, image_hw)
