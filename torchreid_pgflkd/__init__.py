@@ -1,4 +1,4 @@
-"""torchreid-pgflkd: PGFL-KD (Pose-Guided Feature Learning with Knowledge Distillation) for torchreid.
+"""torchreid-pgflkd: PGFL-KD (pose-guided feature learning with distillation) for torchreid.
 
 Importing this package registers its model names (``pgflkd``, ...) and pose-aware datasets
 with torchreid, idempotently; that registration is its only import-time work.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -42,7 +43,10 @@ def check_torchvision() -> ModuleType:
 def _torchreid() -> ModuleType:
     check_torchvision()
     try:
-        import torchreid
+        with warnings.catch_warnings():
+            # The PyPI build has no Cython ranking; we ship our own fast evaluator instead.
+            warnings.filterwarnings("ignore", message="Cython evaluation", category=UserWarning)
+            import torchreid
     except ImportError as exc:
         raise ImportError(
             f"torchreid could not be imported ({exc}). Install it with: pip install "

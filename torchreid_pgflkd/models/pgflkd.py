@@ -1,0 +1,193 @@
+"""The PGFL-KD network: a main branch (MB) and two pose-guided branches (FEB, SAB).
+
+Shapes below are for a 256x128 image with ResNet-50 (D = 2048, feature map 16x8).
+
+    images (B, 3, H, W) -> stem..layer3 (shared) -> per-branch layer4 -> (B, D, h, w)
+      MB : global average pool                          -> BNNeck
+      FEB: pool weighted by the foreground mask          -> BNNeck
+      SAB: channels split into P groups; group p pooled with part map p, groups
+           concatenated (D)                               -> BNNeck
+           plus the channel-mean map of each group, (B, P, h, w), for the alignment loss
+
+Eval mode runs MB only and returns its BN feature (B, D): no pose input.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import torch
+from torch import nn
+
+from torchreid_pgflkd.models.backbone import build_resnet
+from torchreid_pgflkd.models.heads import BNNeck, weighted_avg_pool
+from torchreid_pgflkd.pose.contract import DEFAULT_PARTS, check_pose_maps
+
+BranchOutput = dict[str, torch.Tensor]
+
+
+class PGFLKD(nn.Module):
+    """PGFL-KD for person re-identification; see the module docstring for the data flow.
+
+    Args:
+        num_classes: training identities.
+        backbone: ``resnet50`` (paper), ``resnet18`` / ``resnet34`` (CPU work), ``resnet101``.
+        pretrained: load ImageNet weights (see ``backbone.resolve_pretrained``).
+        pretrained_path: explicit ImageNet weights file.
+        num_parts: P, the number of body parts (part maps and SAB channel groups).
+        share_layer4: one layer4 for all branches (cheaper) instead of one copy per branch.
+        feb, sab: build the pose-guided branches (both off gives the plain BNNeck baseline).
+        interaction: also classify the MB feature with the FEB / SAB classifiers.
+        last_stride: 1 (default, 16x8 maps at 256x128) or 2.
+        loss: kept for torchreid compatibility (``build_model(..., loss=...)``).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        backbone: str = "resnet50",
+        pretrained: bool = False,
+        pretrained_path: str | os.PathLike | None = None,
+        num_parts: int = len(DEFAULT_PARTS),
+        share_layer4: bool = False,
+        feb: bool = True,
+        sab: bool = True,
+        interaction: bool = True,
+        last_stride: int = 1,
+        loss: str = "triplet",
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if num_parts < 1:
+            raise ValueError(f"num_parts must be >= 1, got {num_parts}")
+        self.num_classes = num_classes
+        self.num_parts = num_parts
+        self.backbone_name = backbone
+        self.loss = loss
+        self.last_stride = last_stride
+        self.share_layer4 = share_layer4
+        self.interaction = interaction and (feb or sab)
+
+        self.stem, layer4, self.feature_dim = build_resnet(
+            backbone,
+            last_stride=last_stride,
+            pretrained=pretrained,
+            pretrained_path=pretrained_path,
+        )
+        if num_parts > self.feature_dim:
+            raise ValueError(f"num_parts ({num_parts}) exceeds the feature dim {self.feature_dim}")
+        self.branch_names: tuple[str, ...] = ("mb",) + ("feb",) * feb + ("sab",) * sab
+        # Every branch's layer4 starts from the same (ImageNet) weights.
+        self.layer4 = nn.ModuleDict(
+            {
+                name: layer4 if (share_layer4 or name == "mb") else copy.deepcopy(layer4)
+                for name in self.branch_names
+            }
+        )
+        self.heads = nn.ModuleDict(
+            {name: BNNeck(self.feature_dim, num_classes) for name in self.branch_names}
+        )
+
+    @property
+    def uses_pose(self) -> bool:
+        return len(self.branch_names) > 1
+
+    def feature_maps(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-branch layer4 maps ``{name: (B, D, h, w)}``; a shared layer4 runs once."""
+        x = self.stem(images)
+        if self.share_layer4:
+            shared = self.layer4["mb"](x)
+            return {name: shared for name in self.branch_names}
+        return {name: self.layer4[name](x) for name in self.branch_names}
+
+    def forward(
+        self, images: torch.Tensor, pose_maps: torch.Tensor | None = None
+    ) -> torch.Tensor | dict[str, BranchOutput | dict[str, torch.Tensor]]:
+        """Eval: ``(B, 3, H, W) -> (B, D)`` MB BN feature, pose ignored.
+
+        Train: ``images (B, 3, H, W)``, ``pose_maps (B, P + 1, h, w)`` (see
+        ``pose.contract``) -> ``{"mb" | "feb" | "sab": {"feat", "bn_feat", "logits"}}``, SAB
+        also with ``"part_activations"`` (B, P, h, w), and ``"interaction"``:
+        ``{"feb" | "sab": (B, C) logits of MB's BN feature through that branch's classifier}``.
+        """
+        if not self.training:
+            x = self.layer4["mb"](self.stem(images))
+            return self.heads["mb"].bn(x.mean(dim=(2, 3)))
+        return self.forward_train(images, pose_maps)
+
+    def forward_train(
+        self, images: torch.Tensor, pose_maps: torch.Tensor | None
+    ) -> dict[str, BranchOutput | dict[str, torch.Tensor]]:
+        """All branches, as in training (also usable in eval mode, e.g. for ablations)."""
+        maps = self.feature_maps(images)
+        fmap_hw = maps["mb"].shape[-2:]
+        if self.uses_pose:
+            if pose_maps is None:
+                raise ValueError(
+                    "PGFL-KD's FEB/SAB branches need pose_maps in train mode, shape (B, P + 1, "
+                    f"h, w) = {(images.shape[0], self.num_parts + 1, *fmap_hw)}; call "
+                    "model.eval() for pose-free inference"
+                )
+            check_pose_maps(pose_maps, images.shape[0], self.num_parts, fmap_hw)
+            pose_maps = pose_maps.to(device=images.device, dtype=maps["mb"].dtype)
+
+        pooled = {"mb": maps["mb"].mean(dim=(2, 3))}
+        extra: dict[str, dict[str, torch.Tensor]] = {}
+        if "feb" in maps:
+            pooled["feb"] = weighted_avg_pool(maps["feb"], pose_maps[:, -1])
+        if "sab" in maps:
+            pooled["sab"], activations = self._sab_pool(maps["sab"], pose_maps[:, :-1])
+            extra["sab"] = {"part_activations": activations}
+
+        out: dict[str, BranchOutput | dict[str, torch.Tensor]] = {}
+        for name, feat in pooled.items():
+            bn_feat, logits = self.heads[name](feat)
+            out[name] = {"feat": feat, "bn_feat": bn_feat, "logits": logits, **extra.get(name, {})}
+        if self.interaction:
+            mb_bn = out["mb"]["bn_feat"]
+            out["interaction"] = {
+                name: self.heads[name].classifier(mb_bn) for name in self.branch_names[1:]
+            }
+        return out
+
+    def _sab_pool(
+        self, fmap: torch.Tensor, part_maps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, D, h, w)``, ``(B, P, h, w)`` -> ``(B, D)`` pooled, ``(B, P, h, w)`` group maps."""
+        groups = torch.tensor_split(fmap, self.num_parts, dim=1)  # P x (B, D/P, h, w)
+        feats = [weighted_avg_pool(g, part_maps[:, p]) for p, g in enumerate(groups)]
+        activations = torch.stack([g.mean(dim=1) for g in groups], dim=1)
+        return torch.cat(feats, dim=1), activations
+
+
+def build_pgflkd(
+    *,
+    num_classes: int,
+    backbone: str = "resnet50",
+    pretrained: bool = False,
+    pretrained_path: str | os.PathLike | None = None,
+    num_parts: int = len(DEFAULT_PARTS),
+    share_layer4: bool = False,
+    feb: bool = True,
+    sab: bool = True,
+    interaction: bool = True,
+    last_stride: int = 1,
+    loss: str = "triplet",
+) -> PGFLKD:
+    """Build PGFL-KD with every option ``torchreid.models.build_model`` cannot pass."""
+    return PGFLKD(
+        num_classes=num_classes,
+        backbone=backbone,
+        pretrained=pretrained,
+        pretrained_path=pretrained_path,
+        num_parts=num_parts,
+        share_layer4=share_layer4,
+        feb=feb,
+        sab=sab,
+        interaction=interaction,
+        last_stride=last_stride,
+        loss=loss,
+    )
