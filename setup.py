@@ -34,7 +34,7 @@ setup(
     + TORCHREID_RUNTIME
     + ["numpy", "tabulate", "yacs", "faiss-cpu", "h5py", "tqdm", "PyYAML"],
     extras_require={
-        "dev": ["pytest", "ruff"],
+        "dev": ["pytest", "ruff", "onnx", "onnxruntime"],
         "export": ["onnx", "onnxruntime"],
     },
     entry_points={"console_scripts": ["pgflkd = torchreid_pgflkd.cli.main:main"]},
