@@ -91,8 +91,9 @@ def test_real_market_keypoints_cover_the_person(shared_data: Path) -> None:
     maps = PoseMapper()(kp, image_hw=(128, 64), out_hw=(16, 8))
     fg = maps[:, -1]  # (32, 16, 8)
     for i in range(len(train)):
-        row, col = divmod(int(fg[i].argmax()), 8)
-        assert 2 <= row <= 13 and 1 <= col <= 6, f"{train[i].name}: peak at {(row, col)}"
+        # peak of the mask's column and row profiles (a single cell can be a raised wrist)
+        col, row = int(fg[i].sum(0).argmax()), int(fg[i].sum(1).argmax())
+        assert 2 <= row <= 13 and 2 <= col <= 5, f"{train[i].name}: peak at {(row, col)}"
         # the middle half of the columns holds most of the mask, the outer columns little
         central = fg[i, :, 2:6].sum() / fg[i].sum()
         edges = fg[i, :, [0, 7]].sum() / fg[i].sum()
