@@ -98,8 +98,7 @@ def test_real_market_keypoints_cover_the_person(shared_data: Path) -> None:
         assert 2 <= cx <= 5, f"{train[i].name}: mask centre of mass at column {cx:.1f}"
         # the middle half of the columns holds most of the mask, the outer columns little
         central = fg[i, :, 2:6].sum() / fg[i].sum()
-        edges = fg[i, :, [0, 7]].sum() / fg[i].sum()
         assert central > 0.5, f"{train[i].name}: only {central:.2f} of the mask in the middle"
-        assert edges < 0.2, f"{train[i].name}: {edges:.2f} of the mask on the border columns"
     central_all = fg[:, :, 2:6].sum() / fg.sum()
     assert central_all > 0.6
+    assert fg[:, :, [0, 7]].sum() / fg.sum() < 0.15  # little mass on the border columns
