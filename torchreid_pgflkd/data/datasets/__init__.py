@@ -1,3 +1,31 @@
 """Pose-aware datasets registered with torchreid: name -> class."""
 
-DATASETS: dict[str, type] = {}
+from torchreid_pgflkd.data.datasets.base import PoseImageDataset
+from torchreid_pgflkd.data.datasets.market import (
+    DukeMTMCreIDPose,
+    Market1501Pose,
+    MarketLayoutDataset,
+    OccludedDuke,
+)
+from torchreid_pgflkd.data.datasets.test_only import OccludedREID, PartialILIDS, PartialREID
+
+DATASETS: dict[str, type] = {
+    "market1501_pose": Market1501Pose,
+    "dukemtmcreid_pose": DukeMTMCreIDPose,
+    "occluded_duke": OccludedDuke,
+    "occluded_reid": OccludedREID,
+    "partial_reid": PartialREID,
+    "partial_ilids": PartialILIDS,
+}
+
+__all__ = [
+    "DATASETS",
+    "DukeMTMCreIDPose",
+    "Market1501Pose",
+    "MarketLayoutDataset",
+    "OccludedDuke",
+    "OccludedREID",
+    "PartialILIDS",
+    "PartialREID",
+    "PoseImageDataset",
+]
