@@ -40,7 +40,7 @@ def normalise_name(name: str) -> str:
 
 
 def find_child(parent: Path, names: Sequence[str]) -> Path | None:
-    """The sub-folder of ``parent`` whose name matches one of ``names`` up to case/dash/underscore."""
+    """Sub-folder of ``parent`` named one of ``names`` (case, dashes, underscores ignored)."""
     if not parent.is_dir():
         return None
     wanted = [normalise_name(n) for n in names]

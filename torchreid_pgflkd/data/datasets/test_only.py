@@ -41,7 +41,11 @@ class OccludedREID(_QueryGalleryDataset):
     """Occluded-REID (Zhuo et al. ICME 2018): 200 ids x 5 occluded (query) and 5 whole-body
     (gallery) images, ``<split>/<pid>/<name>.tif`` (flat ``PPP_NN.tif`` copies also work)."""
 
-    dataset_dir_names: ClassVar[tuple[str, ...]] = ("Occluded_REID", "OccludedREID", "Occluded-ReID")
+    dataset_dir_names: ClassVar[tuple[str, ...]] = (
+        "Occluded_REID",
+        "OccludedREID",
+        "Occluded-ReID",
+    )
     split_dir_names: ClassVar[dict[str, tuple[str, ...]]] = {
         "query": ("occluded_body_images", "occluded"),
         "gallery": ("whole_body_images", "whole"),

@@ -1,0 +1,170 @@
+"""``PoseDataManager``: what torchreid's ``Engine`` uses from an ``ImageDataManager``, with pose.
+
+Attributes the Engine reads: ``train_loader``, ``test_loader`` (name -> {'query', 'gallery'}),
+``num_train_pids``, ``num_train_cams``, ``sources``, ``targets``, ``height``, ``width``,
+``data_type`` and ``fetch_test_loaders(name)`` (returns the query and gallery sample lists,
+as torchreid's does, for rank visualisation).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch.utils.data import Sampler
+
+from torchreid_pgflkd import compat
+from torchreid_pgflkd.data.loaders import (
+    SamplerFactory,
+    build_test_loader,
+    build_train_loader,
+)
+from torchreid_pgflkd.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pose_transforms
+from torchreid_pgflkd.pose.contract import DEFAULT_PARTS, VISIBILITY_THRESHOLD
+from torchreid_pgflkd.pose.maps import DEFAULT_SIGMA, PoseMapper
+
+logger = logging.getLogger(__name__)
+
+
+def build_dataset(name: str, *, root: str, mode: str, **kwargs: Any) -> Any:
+    """Construct a registered torchreid dataset (ours or torchreid's own) quietly."""
+    registry = compat.image_dataset_registry()
+    if name not in registry:
+        raise ValueError(f"unknown dataset {name!r}; registered: {sorted(registry)}")
+    return registry[name](root=root, mode=mode, verbose=False, **kwargs)
+
+
+class PoseDataManager:
+    """Train loader with pose maps (P x K batches) and pose-free test loaders.
+
+    Args:
+        root: data root.
+        sources: training dataset name(s); several are combined with pids offset.
+        targets: test dataset name(s); default ``sources``.
+        height, width: image size.
+        batch_size_train: P x K batch size; ``num_instances`` = K.
+        batch_size_test: test batch size.
+        num_workers: loader worker processes.
+        sampler: a train ``Sampler`` or a factory ``(data_source, batch_size, num_instances)``
+            (e.g. rank-sharded for DDP); default torchreid's ``RandomIdentitySampler``.
+        dataset_kwargs: per dataset name, extra constructor keywords (``keypoints_dir``, ...).
+        parts, sigma, visibility_threshold: pose-map settings (see ``PoseMapper``).
+        flip_prob, padding, erase_prob, color_jitter, norm_mean, norm_std: augmentation.
+        pin_memory: pin batches (set when training on a GPU).
+    """
+
+    data_type = "image"
+
+    def __init__(
+        self,
+        *,
+        root: str,
+        sources: str | Sequence[str],
+        targets: str | Sequence[str] | None = None,
+        height: int = 256,
+        width: int = 128,
+        batch_size_train: int = 64,
+        batch_size_test: int = 128,
+        num_instances: int = 4,
+        num_workers: int = 2,
+        sampler: Sampler | SamplerFactory | None = None,
+        dataset_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+        parts: Mapping[str, Sequence[int]] = DEFAULT_PARTS,
+        sigma: float = DEFAULT_SIGMA,
+        visibility_threshold: float = VISIBILITY_THRESHOLD,
+        flip_prob: float = 0.5,
+        padding: int = 10,
+        erase_prob: float = 0.5,
+        color_jitter: bool = False,
+        norm_mean: Sequence[float] = IMAGENET_MEAN,
+        norm_std: Sequence[float] = IMAGENET_STD,
+        pin_memory: bool = False,
+    ) -> None:
+        self.sources = [sources] if isinstance(sources, str) else list(sources)
+        targets = self.sources if targets is None else targets
+        self.targets = [targets] if isinstance(targets, str) else list(targets)
+        if not self.sources:
+            raise ValueError("sources must name at least one dataset")
+        self.height, self.width = int(height), int(width)
+        kwargs = {k: dict(v) for k, v in (dataset_kwargs or {}).items()}
+        self.transform_tr, self.transform_te = build_pose_transforms(
+            height=height,
+            width=width,
+            flip_prob=flip_prob,
+            padding=padding,
+            erase_prob=erase_prob,
+            color_jitter=color_jitter,
+            norm_mean=norm_mean,
+            norm_std=norm_std,
+        )
+        self.mapper = PoseMapper(parts=parts, sigma=sigma, threshold=visibility_threshold)
+        self.num_parts = self.mapper.num_parts
+
+        train_sets = [
+            build_dataset(n, root=root, mode="train", **kwargs.get(n, {})) for n in self.sources
+        ]
+        self.train_loader = build_train_loader(
+            train_sets,
+            transform=self.transform_tr,
+            mapper=self.mapper,
+            batch_size=batch_size_train,
+            num_instances=num_instances,
+            num_workers=num_workers,
+            sampler=sampler,
+            pin_memory=pin_memory,
+        )
+        self.train_sampler = self.train_loader.sampler
+        self.train_set = self.train_loader.dataset
+        self._num_train_pids = sum(ds.num_train_pids for ds in train_sets)
+        self._num_train_cams = sum(ds.num_train_cams for ds in train_sets)
+
+        self.test_loader: dict[str, dict[str, Any]] = {}
+        self.test_dataset: dict[str, dict[str, list]] = {}
+        for name in self.targets:
+            ds = build_dataset(name, root=root, mode="query", **kwargs.get(name, {}))
+            self.test_dataset[name] = {"query": ds.query, "gallery": ds.gallery}
+            self.test_loader[name] = {
+                split: build_test_loader(
+                    samples,
+                    transform=self.transform_te,
+                    batch_size=batch_size_test,
+                    num_workers=num_workers,
+                    pin_memory=pin_memory,
+                )
+                for split, samples in self.test_dataset[name].items()
+            }
+        logger.info(
+            "PoseDataManager: sources %s (%d ids, %d images, %d cameras), targets %s",
+            self.sources,
+            self._num_train_pids,
+            len(self.train_set),
+            self._num_train_cams,
+            self.targets,
+        )
+
+    @property
+    def num_train_pids(self) -> int:
+        return self._num_train_pids
+
+    @property
+    def num_train_cams(self) -> int:
+        return self._num_train_cams
+
+    def fetch_test_loaders(self, name: str) -> tuple[list, list]:
+        """Query and gallery sample lists ``(img_path, pid, camid, dsetid)`` of a target."""
+        if name not in self.test_dataset:
+            raise KeyError(f"{name!r} is not a target; targets: {self.targets}")
+        return self.test_dataset[name]["query"], self.test_dataset[name]["gallery"]
+
+    def return_query_and_gallery_by_name(self, name: str) -> tuple[list, list]:
+        """Same as :meth:`fetch_test_loaders` (the name older torchreid releases use)."""
+        return self.fetch_test_loaders(name)
+
+    return_testdataset_by_name = return_query_and_gallery_by_name
+
+    def preprocess_pil_img(self, img: Any) -> Any:
+        """A PIL image -> normalised test tensor ``(3, H, W)``."""
+        from torchreid_pgflkd.pose.keypoints import empty_pose
+
+        return self.transform_te(img, empty_pose())[0]

@@ -1,0 +1,156 @@
+"""Loaders: P x K train batches with pose maps computed after the geometric transforms.
+
+A train batch is a dict: ``img`` (B, 3, H, W), ``pid`` (B,), ``camid`` (B,), ``impath`` (list),
+``dsetid`` (B,), ``keypoints`` (B, 17, 3) after the transforms, and ``pose_maps``
+(B, P + 1, h, w) per the pose contract. Test batches carry no pose.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from torchreid_pgflkd import compat
+from torchreid_pgflkd.pose.contract import POSE_MAPS_KEY
+from torchreid_pgflkd.pose.keypoints import empty_pose, sanitize_keypoints
+from torchreid_pgflkd.pose.maps import PoseMapper
+
+logger = logging.getLogger(__name__)
+
+Sample = tuple[str, int, int, int]
+KeypointLookup = Callable[[str], np.ndarray]
+SamplerFactory = Callable[..., Sampler]
+
+
+class _EmptyLookup:
+    def __call__(self, _img_path: str) -> np.ndarray:
+        return empty_pose()
+
+
+class PoseSampleSet(Dataset):
+    """Samples ``(img_path, pid, camid, dsetid)`` -> batch items, optionally with pose maps.
+
+    Args:
+        samples: torchreid 4-tuples.
+        transform: a pose-aware transform ``(image, keypoints) -> (tensor, keypoints)``.
+        keypoints: per-sample lookups ``img_path -> (17, 3)``, one per ``dsetid`` (or one
+            for all); None for test sets.
+        mapper: builds the pose maps from the transformed keypoints; None for no pose.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        *,
+        transform: Callable,
+        keypoints: Sequence[KeypointLookup] | KeypointLookup | None = None,
+        mapper: PoseMapper | None = None,
+    ) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        if keypoints is None or callable(keypoints):
+            keypoints = [keypoints or _EmptyLookup()]
+        self.keypoints = list(keypoints)
+        self.mapper = mapper
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        img_path, pid, camid, dsetid = self.samples[index]
+        try:
+            image = Image.open(img_path).convert("RGB")
+        except OSError as exc:
+            raise OSError(f"cannot read image {img_path}: {exc}") from exc
+        item: dict[str, Any] = {"pid": pid, "camid": camid, "impath": img_path, "dsetid": dsetid}
+        if self.mapper is None:
+            item["img"], _ = self.transform(image, empty_pose())
+            return item
+        lookup = self.keypoints[dsetid if dsetid < len(self.keypoints) else 0]
+        kp = sanitize_keypoints(lookup(img_path), source=img_path, image_hw=image.size[::-1])
+        img, kp = self.transform(image, kp)
+        item["img"], item["keypoints"] = img, torch.from_numpy(np.ascontiguousarray(kp))
+        item[POSE_MAPS_KEY] = self.mapper(kp, image_hw=tuple(img.shape[-2:]))
+        return item
+
+
+def combine_train_sets(datasets: Sequence[Any]) -> tuple[list[Sample], list[KeypointLookup]]:
+    """Train samples of several datasets with pids/cameras offset and ``dsetid`` = position.
+
+    Returns the samples and one keypoint lookup per dataset (empty poses for datasets that do
+    not know their keypoints, e.g. torchreid's own ``market1501``).
+    """
+    samples: list[Sample] = []
+    lookups: list[KeypointLookup] = []
+    pid_offset = cam_offset = 0
+    for i, ds in enumerate(datasets):
+        if not ds.train:
+            raise ValueError(f"{type(ds).__name__} has no train split; use it as a target only")
+        samples += [(p, pid + pid_offset, cam + cam_offset, i) for p, pid, cam, _ in ds.train]
+        pid_offset += ds.num_train_pids
+        cam_offset += ds.num_train_cams
+        if hasattr(ds, "keypoint_lookup"):
+            lookups.append(ds.keypoint_lookup("train"))
+        else:
+            logger.warning("%s has no keypoints: empty poses for its images", type(ds).__name__)
+            lookups.append(_EmptyLookup())
+    return samples, lookups
+
+
+def build_train_loader(
+    datasets: Sequence[Any],
+    *,
+    transform: Callable,
+    mapper: PoseMapper,
+    batch_size: int = 64,
+    num_instances: int = 4,
+    num_workers: int = 2,
+    sampler: Sampler | SamplerFactory | None = None,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """P x K train loader over one or more source datasets (pids offset).
+
+    ``sampler`` is a ``Sampler``, or a factory called as
+    ``sampler(data_source=samples, batch_size=..., num_instances=...)`` (e.g. a rank-sharded
+    identity sampler); default torchreid's ``RandomIdentitySampler``.
+    """
+    samples, lookups = combine_train_sets(datasets)
+    if sampler is None:
+        sampler = compat.random_identity_sampler()(samples, batch_size, num_instances)
+    elif not isinstance(sampler, Sampler):
+        sampler = sampler(data_source=samples, batch_size=batch_size, num_instances=num_instances)
+    dataset = PoseSampleSet(samples, transform=transform, keypoints=lookups, mapper=mapper)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=True,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def build_test_loader(
+    samples: Sequence[Sample],
+    *,
+    transform: Callable,
+    batch_size: int = 128,
+    num_workers: int = 2,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """Query or gallery loader: images only, in order."""
+    return DataLoader(
+        PoseSampleSet(samples, transform=transform),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=False,
+    )
