@@ -11,10 +11,19 @@ _MIN_SQUARED_DISTANCE = 1e-12
 
 
 def euclidean_distances(x: torch.Tensor) -> torch.Tensor:
-    """``(B, D)`` -> ``(B, B)`` pairwise Euclidean distances, safe to differentiate at 0."""
+    """``(B, D)`` -> ``(B, B)`` pairwise Euclidean distances, safe to differentiate at 0.
+
+    Uses ``|x|^2 + |y|^2 - 2 x.y`` (one matrix product, no ``(B, B, D)`` tensor). Distances
+    do not change under translation, so the batch mean is subtracted first: it shrinks the
+    norms and with them the float32 cancellation error of the expansion (post-ReLU pooled
+    features all lie far from the origin in the same orthant). The diagonal is exactly 0
+    before the clamp.
+    """
     x = x.float()
+    x = x - x.mean(dim=0, keepdim=True)
     sq_norms = x.pow(2).sum(dim=1)
     squared = sq_norms[:, None] + sq_norms[None, :] - 2.0 * (x @ x.t())
+    squared = squared.fill_diagonal_(0.0)
     return squared.clamp(min=_MIN_SQUARED_DISTANCE).sqrt()
 
 
