@@ -14,20 +14,19 @@ import contextlib
 import logging
 import os
 import pickle
-import random
 import re
 import shutil
 import tempfile
 from collections import Counter, OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from torchreid_pgflkd.engine.distributed import unwrap_model
+from torchreid_pgflkd.engine.distributed import get_rng_state, set_rng_state, unwrap_model
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +34,7 @@ FORMAT_VERSION = 1
 LAST_NAME = "last.pth"
 _EPOCH_RE = re.compile(r"^checkpoint_epoch(\d+)\.pth$")
 _MAX_LISTED = 20
+Mismatch = tuple[str, tuple[int, ...], tuple[int, ...]]  # key, shape in the file, in the model
 
 
 class CheckpointError(RuntimeError):
@@ -47,7 +47,7 @@ class PretrainedReport(NamedTuple):
     loaded: list[str]
     missing: list[str]
     unexpected: list[str]
-    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]
+    mismatched: list[Mismatch]
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -72,50 +72,22 @@ def _plain(obj: Any, where: str) -> Any:
         # Counter (MultiStepLR milestones) and OrderedDict are in torch's allow-list; keep them.
         kind = type(obj) if type(obj) in (dict, OrderedDict, Counter) else dict
         return kind({_plain(k, where): _plain(v, f"{where}.{k}") for k, v in obj.items()})
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_plain(v, f"{where}[{i}]") for i, v in enumerate(obj))
+    if isinstance(obj, (list, tuple)):  # a namedtuple becomes a plain tuple
+        items = [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return items if isinstance(obj, list) else tuple(items)
     raise TypeError(
         f"cannot store {where} in a checkpoint: {type(obj).__name__} is not a tensor, number, "
         "string, list or dict (torch.load(weights_only=True) would refuse it)"
     )
 
 
-def _rng_state() -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": random.getstate(),  # (version, tuple of 625 ints, gauss_next)
-        "numpy": {
-            "name": str(name),
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    npy = state["numpy"]
-    keys = npy["keys"].numpy().astype(np.uint32)
-    np.random.set_state((npy["name"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        cuda_states = state["cuda"][: torch.cuda.device_count()]
-        torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
+def _atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, fsync it, then rename it to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -123,13 +95,10 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    # Make the rename itself durable; not every platform lets a directory be opened.
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):  # make the rename durable where directories open
         dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        os.fsync(dir_fd)
+        os.close(dir_fd)
 
 
 def save_checkpoint(
@@ -169,13 +138,13 @@ def save_checkpoint(
         "metrics": _plain(dict(metrics or {}), "metrics"),
         "config": _plain(config, "config"),
         "extra": _plain(extra, "extra"),
-        "rng": _rng_state(),
+        "rng": get_rng_state(),
         "meta": {
             "model_class": type(net).__name__,
             "num_classes": _plain(num_classes, "num_classes"),
         },
     }
-    _atomic_torch_save(state, path)
+    _atomic_write(path, lambda f: torch.save(state, f))
     logger.info("saved checkpoint %s (epoch %d, step %d)", path, epoch, step)
     return path
 
@@ -190,16 +159,8 @@ def save_epoch_checkpoint(
     """
     directory = Path(directory)
     path = save_checkpoint(directory / checkpoint_name(epoch), epoch=epoch, **state)
-    last = directory / LAST_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{LAST_NAME}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, last)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with open(path, "rb") as src:
+        _atomic_write(directory / LAST_NAME, lambda f: shutil.copyfileobj(src, f))
     if keep_last is not None:
         prune_checkpoints(directory, keep_last=keep_last)
     return path
@@ -269,12 +230,11 @@ def read_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> An
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc) or "weights_only" in str(exc).lower():
-            found = re.search(r"GLOBAL (\S+)", str(exc))
-            what = found.group(1) if found else "an object that is not a tensor"
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if refused:
             raise CheckpointError(
-                f"checkpoint {path} holds {what}, which torch.load(weights_only=True) refuses; "
-                "re-save it with tensors and plain values only"
+                f"checkpoint {path} holds {refused.group(1)}, which torch.load(weights_only=True) "
+                "refuses; re-save it with tensors and plain values only"
             ) from exc
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({exc})") from exc
     except Exception as exc:  # the unpickler fails in many ways on a damaged file
@@ -299,9 +259,7 @@ def _extract_state_dict(ckpt: Any, path: Path) -> dict[str, Any]:
     )
 
 
-def _diff(
-    src: Mapping[str, Any], dst: Mapping[str, Any]
-) -> tuple[list[str], list[str], list[tuple[str, tuple[int, ...], tuple[int, ...]]]]:
+def _diff(src: Mapping, dst: Mapping) -> tuple[list[str], list[str], list[Mismatch]]:
     missing = [k for k in dst if k not in src]
     unexpected = [k for k in src if k not in dst]
     mismatched = [
@@ -359,7 +317,7 @@ def load_checkpoint(
             continue
         obj.load_state_dict(ckpt[name])
     if restore_rng and ckpt.get("rng"):
-        _set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"])
     logger.info("loaded checkpoint %s (epoch %s)", path, ckpt.get("epoch"))
     return ckpt
 
@@ -385,12 +343,9 @@ def load_pretrained_weights(model: nn.Module, path: str | os.PathLike) -> Pretra
         )
     net.load_state_dict({**own, **{k: weights[k] for k in loaded}})
     logger.info("loaded %d/%d pretrained tensors from %s", len(loaded), len(own), path)
-    if mismatched:
-        logger.warning(
-            "skipped (shape differs): %s", _listed([f"{k} {a}->{b}" for k, a, b in mismatched])
-        )
-    if missing:
-        logger.warning("not in %s, left as initialised: %s", path, _listed(missing))
+    for what, keys in (("shape differs", mismatched), ("not in the file", missing)):
+        if keys:
+            logger.warning("pretrained %s: skipped (%s): %s", path, what, _listed(keys))
     if unexpected:
-        logger.info("ignored, not in the model: %s", _listed(unexpected))
+        logger.info("pretrained %s: not in the model, ignored: %s", path, _listed(unexpected))
     return PretrainedReport(loaded, missing, unexpected, mismatched)

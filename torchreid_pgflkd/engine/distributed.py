@@ -14,7 +14,7 @@ import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -205,6 +205,42 @@ def seed_everything(seed: int, rank: int = 0) -> int:
     return effective
 
 
+def get_rng_state() -> dict[str, Any]:
+    """The state of ``random``, numpy's global RNG, torch and every CUDA device.
+
+    Tensors and plain values only (numpy's key array as an int64 tensor), so a checkpoint
+    holding it loads with ``torch.load(weights_only=True)``.
+    """
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),  # (version, tuple of 625 ints, gauss_next)
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what ``get_rng_state`` returned (CUDA states only where CUDA is available)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    npy = state["numpy"]
+    keys = npy["keys"].numpy().astype(np.uint32)
+    np.random.set_state((npy["name"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
+
+
 __all__ = [
     "DistInfo",
     "all_reduce_mean",
@@ -212,10 +248,12 @@ __all__ = [
     "broadcast_object",
     "cleanup",
     "get_rank",
+    "get_rng_state",
     "get_world_size",
     "init_distributed",
     "is_main_process",
     "seed_everything",
+    "set_rng_state",
     "unwrap_model",
     "wrap_ddp",
 ]
