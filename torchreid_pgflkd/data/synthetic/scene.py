@@ -1,0 +1,117 @@
+"""Rendering one planned image: background, target figure, occluder, camera, keypoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from torchreid_pgflkd.data.synthetic.appearance import Appearance, sample_appearance
+from torchreid_pgflkd.data.synthetic.backgrounds import (
+    add_clutter,
+    apply_camera,
+    base_background,
+    camera_looks,
+)
+from torchreid_pgflkd.data.synthetic.canvas import Canvas, downsample_mask
+from torchreid_pgflkd.data.synthetic.figures import (
+    TARGET,
+    draw_figure,
+    finalize_keypoints,
+    sample_placement,
+)
+from torchreid_pgflkd.data.synthetic.occluders import OCCLUDER_GROUPS, OCCLUDER_LABEL, add_occluder
+from torchreid_pgflkd.data.synthetic.plan import ImageSpec, SyntheticSettings
+from torchreid_pgflkd.data.synthetic.skeleton import sample_pose
+
+
+@lru_cache(maxsize=4096)
+def identity_appearance(seed: int, pid: int) -> Appearance:
+    """The appearance of identity ``pid`` in the dataset generated from ``seed``."""
+    return sample_appearance(np.random.default_rng([seed, 1, pid]))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A rendered image with its ground truth.
+
+    ``image`` ``(H, W, 3)`` uint8; ``body`` ``(H, W)`` bool, the target's whole silhouette;
+    ``visible`` ``(H, W)`` bool, the part of it no occluder covers; ``skeletons`` a list of
+    ``(keypoints (17, 3) float32, is_target)``, target first; ``occluded_fraction`` is
+    ``1 - visible / body`` in pixels.
+    """
+
+    image: np.ndarray
+    body: np.ndarray
+    visible: np.ndarray
+    skeletons: list[tuple[np.ndarray, bool]]
+    occluded_fraction: float
+    spec: ImageSpec
+
+
+def _estimator_noise(
+    keypoints: np.ndarray, rng: np.random.Generator, *, noise: float, dropout: float
+) -> np.ndarray:
+    """Imitate a pose estimator: jitter visible joints, lower and randomise confidences,
+    drop some. Joints already invisible stay at confidence 0."""
+    out = keypoints.copy()
+    visible = out[:, 2] > 0
+    jitter = rng.normal(0.0, 1.0, size=(17, 2)).astype(np.float32)
+    confidence = rng.uniform(0.3, 1.0, size=17).astype(np.float32)
+    dropped = rng.random(17) < dropout
+    if noise > 0:
+        out[visible, :2] += noise * jitter[visible]
+        out[visible, 2] = confidence[visible]
+    out[visible & dropped, 2] = 0.0
+    return out
+
+
+def render_sample(settings: SyntheticSettings, spec: ImageSpec) -> Sample:
+    """Render ``spec``; a pure function of its arguments."""
+    st = settings
+    h, w = st.height, st.width
+    rng = np.random.default_rng(spec.entropy(st.seed))
+    look = camera_looks(st.seed)[spec.camid - 1]
+    background = base_background(rng, height=h, width=w, kind=look.base_kind)
+    canvas = Canvas(height=h, width=w, background=background)
+    add_clutter(canvas, rng, amount=look.clutter)
+    placement = sample_placement(rng, height=h, width=w)
+    target_kp, body_ss = draw_figure(
+        canvas, identity_appearance(st.seed, spec.pid), sample_pose(rng), placement, label=TARGET
+    )
+    other_kp = None
+    if spec.occluder is not None:
+        if spec.confuser is not None:
+            confuser = identity_appearance(st.seed, spec.confuser)
+        else:  # a one-identity pool: a stranger
+            confuser = sample_appearance(rng)
+        other_kp = add_occluder(
+            canvas,
+            rng,
+            kind=spec.occluder,
+            target_mask=body_ss,
+            fraction=spec.fraction,
+            placement=placement,
+            confuser=confuser,
+        )
+    image = apply_camera(canvas.finish(), rng, look)
+    body = downsample_mask(body_ss)
+    visible = canvas.owned(TARGET) & body
+    fraction = 1.0 - float(visible.sum()) / max(int(body.sum()), 1)
+    noise_rng = np.random.default_rng(spec.entropy(st.seed, stream=4))
+    skeletons = [(finalize_keypoints(target_kp, visible), True)]
+    if other_kp is not None:
+        skeletons.append((finalize_keypoints(other_kp, canvas.owned(OCCLUDER_LABEL)), False))
+    skeletons = [
+        (_estimator_noise(kp, noise_rng, noise=st.keypoint_noise, dropout=st.keypoint_dropout), t)
+        for kp, t in skeletons
+    ]
+    return Sample(image, body, visible, skeletons, fraction, spec)
+
+
+def occluder_group(kind: str | None) -> str | None:
+    """``"below"``, ``"side"`` or ``"person"`` for an occluder kind, None for None."""
+    if kind is None:
+        return None
+    return next(group for group, kinds in OCCLUDER_GROUPS.items() if kind in kinds)
