@@ -71,6 +71,7 @@ def test_without_torchrun_everything_is_a_single_process_no_op(no_torchrun_env):
     info = d.init_distributed()
     assert info == d.DistInfo(rank=0, world_size=1, local_rank=0, backend=None)
     assert not info.is_distributed and info.is_main and d.is_main_process()
+    assert info.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert d.all_reduce_mean(2.5) == 2.5
     assert d.all_reduce_mean({"loss": 1.0}) == {"loss": 1.0}
     assert d.broadcast_object([1, 2]) == [1, 2]

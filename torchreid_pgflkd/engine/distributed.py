@@ -43,6 +43,13 @@ class DistInfo:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def device(self) -> torch.device:
+        """This process's device: ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU."""
+        if torch.cuda.is_available():
+            return torch.device("cuda", self.local_rank % torch.cuda.device_count())
+        return torch.device("cpu")
+
 
 def _env_int(name: str) -> int:
     raw = os.environ[name]
