@@ -39,6 +39,7 @@ MODEL_FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "pgflkd_resnet50": _torchreid_factory(PGFLKD, "resnet50"),
     "pgflkd_resnet34": _torchreid_factory(PGFLKD, "resnet34"),
     "pgflkd_resnet18": _torchreid_factory(PGFLKD, "resnet18"),
+    "pgflkd_resnet_mini": _torchreid_factory(PGFLKD, "resnet_mini"),
     "bnneck_resnet50": _torchreid_factory(BNNeckReID, "resnet50"),
     "bnneck_resnet18": _torchreid_factory(BNNeckReID, "resnet18"),
 }

@@ -29,8 +29,8 @@ OFFLINE_ENV = "PGFLKD_OFFLINE"
 
 @dataclass(frozen=True)
 class ResNetSpec:
-    builder: str  # torchvision.models function name
-    weights_url: str  # torchvision IMAGENET1K_V1 weights
+    builder: str  # torchvision.models function name, or "mini" for the CPU-sized ResNet
+    weights_url: str  # torchvision IMAGENET1K_V1 weights ('' = no ImageNet weights exist)
     feature_dim: int
     legacy_names: tuple[str, ...] = ()  # file names torchreid's model_zoo used
 
@@ -45,6 +45,10 @@ RESNETS: dict[str, ResNetSpec] = {
         ("resnet101", "resnet101-63fe2227.pth", "resnet101-5d3b4d8f.pth", 2048),
     )
 }
+# A ResNet-10 at half width (one BasicBlock per stage, 32-256 channels): about a tenth of
+# ResNet-18's compute, so the embedded benchmark trains from scratch in minutes on a CPU.
+# There are no ImageNet weights for it.
+RESNETS["resnet_mini"] = ResNetSpec("mini", "", 256)
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -58,6 +62,10 @@ def _hub_checkpoint_dir() -> Path:
 def resolve_pretrained(arch: str, pretrained_path: str | os.PathLike | None = None) -> Path:
     """Find (or download) the ImageNet weights file of ``arch``; see the module docstring."""
     spec = _spec(arch)
+    if not spec.weights_url:
+        raise PretrainedWeightsUnavailable(
+            f"{arch} has no ImageNet weights; build it with pretrained=False"
+        )
     filename = spec.weights_url.rsplit("/", 1)[1]
     explicit = pretrained_path or os.environ.get(PRETRAINED_ENV)
     if explicit:
@@ -114,7 +122,10 @@ def build_resnet(
         raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
     spec = _spec(arch)
     torchvision = compat.check_torchvision()
-    net = getattr(torchvision.models, spec.builder)(weights=None)
+    if spec.builder == "mini":
+        net = _resnet_mini(torchvision)
+    else:
+        net = getattr(torchvision.models, spec.builder)(weights=None)
     if pretrained or pretrained_path:
         path = resolve_pretrained(arch, pretrained_path)
         try:
@@ -145,3 +156,29 @@ def build_resnet(
         net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3
     )
     return stem, net.layer4, spec.feature_dim
+
+
+def _resnet_mini(torchvision) -> nn.Module:
+    """torchvision's ResNet layout (conv1..layer4) with one BasicBlock per stage, 32-256 wide."""
+    resnet = torchvision.models.resnet
+    net = resnet.ResNet(resnet.BasicBlock, [1, 1, 1, 1])
+    widths = (32, 64, 128, 256)
+    net.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(widths[0])
+    inplanes = widths[0]
+    for i, planes in enumerate(widths):
+        stride = 1 if i == 0 else 2
+        downsample = None
+        if stride != 1 or inplanes != planes:
+            downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes),
+            )
+        block = resnet.BasicBlock(inplanes, planes, stride=stride, downsample=downsample)
+        setattr(net, f"layer{i + 1}", nn.Sequential(block))
+        inplanes = planes
+    net.fc = nn.Linear(widths[-1], 1000)
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return net
