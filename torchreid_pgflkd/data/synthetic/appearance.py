@@ -57,7 +57,7 @@ class Texture:
         base = np.asarray(self.base, dtype=np.float32)
         accent = np.asarray(self.accent, dtype=np.float32)
         if self.kind == "plain":
-            return np.broadcast_to(base, (u.shape[0], 3)).copy()
+            return np.tile(base, (u.shape[0], 1))
         if self.kind == "stripes":
             t = (u * np.cos(self.angle) + v * np.sin(self.angle)) / self.period
             use_accent = (t - np.floor(t)) >= self.duty

@@ -95,5 +95,5 @@ def add_clutter(canvas: Canvas, rng: np.random.Generator, *, amount: float) -> N
 def apply_camera(rgb: np.ndarray, rng: np.random.Generator, look: CameraLook) -> np.ndarray:
     """Camera colour cast, per-image exposure, sensor noise -> ``(H, W, 3)`` uint8."""
     gain = np.asarray(look.tint, np.float32) * np.float32(rng.uniform(0.82, 1.15))
-    noisy = rgb * gain + rng.normal(0.0, look.noise, size=rgb.shape).astype(np.float32)
+    noisy = rgb * gain + np.float32(look.noise) * rng.standard_normal(rgb.shape, np.float32)
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)

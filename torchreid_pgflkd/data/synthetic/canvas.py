@@ -50,16 +50,20 @@ class Canvas:
         self.height, self.width = height, width
         self.rgb = np.repeat(np.repeat(background.astype(np.float32), k, 0), k, 1)
         self.labels = np.zeros((height * k, width * k), dtype=np.uint8)
+        self._scratch = Image.new("L", (width * k, height * k), 0)  # reused: cleared after use
 
     def layer_mask(self, draw: Callable[[ImageDraw.ImageDraw, Callable], None]) -> Mask:
         """Supersampled mask of what ``draw(pen, to_px)`` paints (``to_px`` maps points)."""
         k = SUPERSAMPLE
-        img = Image.new("L", (self.width * k, self.height * k), 0)
-        draw(ImageDraw.Draw(img), lambda pts: [(x * k - 0.5, y * k - 0.5) for x, y in pts])
+        img = self._scratch
+        pen = ImageDraw.Draw(img)
+        draw(pen, lambda pts: [(x * k - 0.5, y * k - 0.5) for x, y in pts])
         box = img.getbbox()
         if box is None:
             return Mask(np.zeros((0, 0), dtype=bool), 0, 0)
-        return Mask(np.asarray(img.crop(box)) > 0, box[1], box[0])
+        mask = Mask(np.asarray(img.crop(box)) > 0, box[1], box[0])
+        pen.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=0)
+        return mask
 
     def fill(
         self,
