@@ -7,6 +7,7 @@ from torchreid_pgflkd.data.datasets.market import (
     MarketLayoutDataset,
     OccludedDuke,
 )
+from torchreid_pgflkd.data.datasets.synthetic import SyntheticOccluded
 from torchreid_pgflkd.data.datasets.test_only import OccludedREID, PartialILIDS, PartialREID
 
 DATASETS: dict[str, type] = {
@@ -16,6 +17,7 @@ DATASETS: dict[str, type] = {
     "occluded_reid": OccludedREID,
     "partial_reid": PartialREID,
     "partial_ilids": PartialILIDS,
+    "synthetic_occluded": SyntheticOccluded,
 }
 
 __all__ = [
@@ -28,4 +30,5 @@ __all__ = [
     "PartialILIDS",
     "PartialREID",
     "PoseImageDataset",
+    "SyntheticOccluded",
 ]
