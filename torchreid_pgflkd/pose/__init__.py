@@ -13,6 +13,7 @@ from torchreid_pgflkd.pose.contract import (
     feature_size,
     visible_parts,
 )
+from torchreid_pgflkd.pose.draw import draw_pose
 from torchreid_pgflkd.pose.formats import (
     read_coco_results,
     read_keypoint_file,
@@ -47,6 +48,7 @@ __all__ = [
     "KeypointTable",
     "PoseMapper",
     "check_pose_maps",
+    "draw_pose",
     "empty_pose",
     "feature_size",
     "foreground_mask",
