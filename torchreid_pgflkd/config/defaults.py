@@ -39,6 +39,7 @@ def get_default_config() -> CN:
     cfg.data.height = 256  # input image height
     cfg.data.width = 128  # input image width
     cfg.data.workers = 2  # data loader worker processes
+    cfg.data.dataset_dir = ""  # dataset folder name under root ('' = the usual names)
     cfg.data.keypoints_dir = ""  # keypoint files ('' = each dataset's default location)
     cfg.data.visibility_threshold = 0.2  # keypoints below this confidence are invisible
     cfg.data.flip_prob = 0.5  # random horizontal flip (swaps left/right joints)
@@ -46,6 +47,14 @@ def get_default_config() -> CN:
     cfg.data.erase_prob = 0.5  # random erasing probability (erased joints become invisible)
     cfg.data.color_jitter = False  # colour jitter on/off
     cfg.data.partial_reid_query = "partial"  # Partial-REID query folder: partial | occluded
+
+    cfg.synthetic = CN()  # the embedded benchmark (used when a source is synthetic_occluded)
+    cfg.synthetic.seed = 0  # data seed: identities, poses, occluders
+    cfg.synthetic.num_train_ids = 150  # training identities
+    cfg.synthetic.num_test_ids = 100  # test identities (queries + gallery)
+    cfg.synthetic.images_per_id = 8  # training images per identity
+    cfg.synthetic.keypoint_noise = 0.0  # pixel std of keypoint jitter (imitates an estimator)
+    cfg.synthetic.keypoint_dropout = 0.0  # probability a visible keypoint is reported missing
 
     cfg.sampler = CN()
     cfg.sampler.batch_size = 64  # train batch = num_ids x num_instances

@@ -271,10 +271,9 @@ class PGFLKDEngine(compat.engine_base()):
     def _save_ranked_list(
         self, name: str, q: dict[str, Any], g: dict[str, Any], save_dir: Path, topk: int
     ) -> None:
-        from torchreid_pgflkd.evaluation import save_ranked_lists
-        from torchreid_pgflkd.evaluation.features import pairwise_distances
+        from torchreid_pgflkd.evaluation import pairwise_distance, save_ranked_lists
 
-        distmat = pairwise_distances(q["feat"], g["feat"], metric="euclidean")
+        distmat = pairwise_distance(q["feat"], g["feat"], "euclidean")
         out = save_dir / f"ranked_{name}.png"
         save_ranked_lists(
             distmat, q["paths"], g["paths"], q["pids"], g["pids"], q["camids"], g["camids"],
