@@ -191,8 +191,12 @@ def test_bad_settings_are_refused_with_the_argument_named(tmp_path: Path) -> Non
     assert not list(tmp_path.iterdir())
 
 
-def test_images_decode_at_the_requested_size(tmp_path: Path) -> None:
-    out = generate(tmp_path, height=64, width=32, progress=False, **TINY)
-    image = next((out / "bounding_box_train").iterdir())
-    with Image.open(image) as im:
-        assert im.size == (32, 64) and im.mode == "RGB"
+@pytest.mark.parametrize("image_format", ["jpg", "png"])
+def test_images_decode_at_the_requested_size(tmp_path: Path, image_format: str) -> None:
+    out = generate(tmp_path, height=64, width=32, image_format=image_format, progress=False, **TINY)
+    for split in SPLITS:
+        for image in (out / split).iterdir():
+            assert image.suffix == f".{image_format}"
+            assert keypoint_path(out, split, image.name).is_file()
+            with Image.open(image) as im:
+                assert im.size == (32, 64) and im.mode == "RGB"

@@ -55,7 +55,7 @@ def base_background(rng: np.random.Generator, *, height: int, width: int, kind: 
     img = np.where(y < horizon, wall, ground * (0.85 + 0.15 * y))
     img = np.broadcast_to(img, (height, width, 3)).astype(np.float32)
     if kind == "noise":
-        coarse = rng.normal(0.0, 28.0, size=(6, 4, 3)).astype(np.float32)
+        coarse = rng.normal(0.0, 20.0, size=(6, 4, 3)).astype(np.float32)
         rows = np.linspace(0, 5, height)
         cols = np.linspace(0, 3, width)
         r0 = np.floor(rows).astype(int).clip(0, 4)

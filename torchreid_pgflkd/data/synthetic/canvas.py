@@ -82,6 +82,12 @@ class Canvas:
         both in units of ``scale`` pixels (the body height, so patterns follow the part).
         ``shade_halfwidth`` (pixels) darkens towards the edges like a lit cylinder.
         """
+        h, w = mask.array.shape
+        window = (slice(mask.row, mask.row + h), slice(mask.col, mask.col + w))
+        if texture.kind == "plain" and not shade_halfwidth:  # fast path: one flat colour
+            self.rgb[window][mask.array] = texture.base
+            self.labels[window][mask.array] = label
+            return
         rows, cols = np.nonzero(mask.array)
         if rows.size == 0:
             return

@@ -22,7 +22,6 @@ from torchreid_pgflkd.data.synthetic.canvas import (
 from torchreid_pgflkd.data.synthetic.skeleton import (
     HEAD_RADIUS,
     Pose,
-    Skeleton,
     build_skeleton,
     sample_pose,
 )
@@ -248,7 +247,6 @@ def render_person(
 __all__ = [
     "Placement",
     "RenderedPerson",
-    "Skeleton",
     "downsample_mask",
     "draw_figure",
     "finalize_keypoints",

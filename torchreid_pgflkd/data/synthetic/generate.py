@@ -116,6 +116,8 @@ def generate_from_settings(
     jobs = [(settings, spec, str(out)) for split in SPLITS for spec in specs[split]]
     if num_workers is None:  # processes pay off only beyond a few hundred images
         num_workers = min(os.cpu_count() or 1, 8) if len(jobs) > 300 else 0
+    if mp.current_process().daemon:  # e.g. inside a DataLoader worker: no children allowed
+        num_workers = 0
     start = time.perf_counter()
     bar = tqdm(total=len(jobs), desc="synthetic benchmark", unit="img", disable=not progress)
     if num_workers > 1:
