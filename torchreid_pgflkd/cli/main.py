@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-SUBCOMMANDS: tuple[str, ...] = ("train", "test", "export", "keypoints", "visualize")
+SUBCOMMANDS: tuple[str, ...] = ("run", "train", "test", "export", "keypoints", "visualize")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from pathlib import Path
 from torchreid_pgflkd.cli import common
 from torchreid_pgflkd.config import load_config
 from torchreid_pgflkd.engine import checkpoint as ckpt_io
-from torchreid_pgflkd.engine.distributed import cleanup, init_distributed
+from torchreid_pgflkd.engine.distributed import barrier, cleanup, init_distributed
 
 HELP = "train PGFL-KD (or an ablation) from a config file"
 logger = logging.getLogger(__name__)
@@ -36,7 +36,12 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.opts)
     dist_info = init_distributed()
     try:
-        cfg = common.prepare_synthetic(cfg, progress=not args.no_progress and dist_info.is_main)
+        # Rank 0 generates the embedded benchmark (if used); the others then find it done.
+        if dist_info.is_main:
+            cfg = common.prepare_synthetic(cfg, progress=not args.no_progress)
+        barrier()
+        if not dist_info.is_main:
+            cfg = common.prepare_synthetic(cfg, progress=False)
         save_dir = Path(cfg.train.save_dir)
         resume = args.resume
         if resume == "auto":
