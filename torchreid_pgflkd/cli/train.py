@@ -70,9 +70,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def report(results: dict, path: Path) -> None:
-    from torchreid_pgflkd.evaluation import format_results_table
+    """Table on stdout; JSON at ``path``; the CMC curves of all targets beside it (PNG)."""
+    from torchreid_pgflkd.evaluation import format_results_table, plot_cmc
 
     public = common.public_results(results)
     common.write_json(public, path)
+    plot = plot_cmc({name: r["cmc"] for name, r in public.items()}, path.with_suffix(".cmc.png"))
     print(format_results_table(public))
-    print(f"results written to {path}")
+    print(f"results written to {path}, CMC curves to {plot}")
