@@ -130,3 +130,12 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(
     assert a["epoch"] == b["epoch"] == 2
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
+
+
+def test_branches_evaluate_with_pose_for_ablations(tiny_opts: list[str]) -> None:
+    _, engine = _engine(tiny_opts)
+    results = engine.evaluate_branches()
+    assert set(results) == {f"synthetic_occluded/{b}" for b in ("mb", "feb", "sab")}
+    assert all(0 <= r["mAP"] <= 1 for r in results.values())
+    batch = next(iter(engine.datamanager.pose_test_loaders("synthetic_occluded")["query"]))
+    assert batch["pose_maps"].shape[1:] == (7, 4, 2) and batch["pose_maps"].amax() > 0

@@ -121,8 +121,13 @@ class PoseDataManager:
 
         self.test_loader: dict[str, dict[str, Any]] = {}
         self.test_dataset: dict[str, dict[str, list]] = {}
+        self._test_sets: dict[str, Any] = {}
+        self._loader_kwargs = dict(
+            batch_size=batch_size_test, num_workers=num_workers, pin_memory=pin_memory
+        )
         for name in self.targets:
             ds = build_dataset(name, root=root, mode="query", **kwargs.get(name, {}))
+            self._test_sets[name] = ds
             self.test_dataset[name] = {"query": ds.query, "gallery": ds.gallery}
             self.test_loader[name] = {
                 split: build_test_loader(
@@ -156,6 +161,35 @@ class PoseDataManager:
         if name not in self.test_dataset:
             raise KeyError(f"{name!r} is not a target; targets: {self.targets}")
         return self.test_dataset[name]["query"], self.test_dataset[name]["gallery"]
+
+    def pose_test_loaders(self, name: str) -> dict[str, Any]:
+        """Query and gallery loaders of a target *with* pose maps (test transform).
+
+        For evaluating the pose-guided branches (ablations); the deployed model needs none.
+        """
+        from torch.utils.data import DataLoader
+
+        from torchreid_pgflkd.data.loaders import PoseSampleSet
+
+        if name not in self._test_sets:
+            raise KeyError(f"{name!r} is not a target; targets: {self.targets}")
+        ds = self._test_sets[name]
+        if not hasattr(ds, "keypoint_lookup"):
+            raise ValueError(f"{type(ds).__name__} has no keypoints: use a pose-aware dataset")
+        return {
+            split: DataLoader(
+                PoseSampleSet(
+                    samples,
+                    transform=self.transform_te,
+                    keypoints=ds.keypoint_lookup(split),
+                    mapper=self.mapper,
+                ),
+                shuffle=False,
+                drop_last=False,
+                **self._loader_kwargs,
+            )
+            for split, samples in self.test_dataset[name].items()
+        }
 
     def return_query_and_gallery_by_name(self, name: str) -> tuple[list, list]:
         """Same as :meth:`fetch_test_loaders` (the name older torchreid releases use)."""

@@ -284,6 +284,55 @@ class PGFLKDEngine(compat.engine_base()):
         )  # fmt: skip
         logger.info("ranked lists saved to %s", out)
 
+    @torch.no_grad()
+    def evaluate_branches(self, metric: str = "euclidean") -> dict[str, dict[str, Any]]:
+        """Every branch's BN feature, computed *with* pose, ranked: ``{"<dataset>/<branch>": ..}``.
+
+        For ablations: how good are the teachers (FEB, SAB) that MB distils from? Rank 0 only.
+        """
+        if not self.dist.is_main:
+            return {}
+        net = unwrap_model(self.model)
+        was_training = net.training
+        net.eval()
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            for name in self.datamanager.targets:
+                loaders = self.datamanager.pose_test_loaders(name)
+                feats: dict[str, dict[str, Any]] = {}
+                for split, loader in loaders.items():
+                    per_branch: dict[str, list] = defaultdict(list)
+                    pids, camids = [], []
+                    for data in loader:
+                        images = data["img"].to(self.device)
+                        if self.channels_last:
+                            images = images.contiguous(memory_format=torch.channels_last)
+                        with self._autocast():
+                            res = net.forward_train(images, data[POSE_MAPS_KEY].to(self.device))
+                        for branch in net.branch_names:
+                            per_branch[branch].append(res[branch]["bn_feat"].float().cpu())
+                        pids.append(torch.as_tensor(data["pid"]))
+                        camids.append(torch.as_tensor(data["camid"]))
+                    feats[split] = {
+                        "feat": {b: torch.cat(v) for b, v in per_branch.items()},
+                        "pids": torch.cat(pids).numpy(),
+                        "camids": torch.cat(camids).numpy(),
+                    }
+                q, g = feats["query"], feats["gallery"]
+                for branch in net.branch_names:
+                    res = evaluate_features(
+                        q["feat"][branch], g["feat"][branch], q["pids"], g["pids"],
+                        q["camids"], g["camids"], metric=metric, progress=False,
+                    )  # fmt: skip
+                    out[f"{name}/{branch}"] = res
+                    logger.info(
+                        "%s %s (with pose): Rank-1 %.1f%%  mAP %.1f%%",
+                        name, branch, 100 * res["rank1"], 100 * res["mAP"],
+                    )  # fmt: skip
+        finally:
+            net.train(was_training)
+        return out
+
     def evaluate(self, **test_kwargs: Any) -> dict[str, dict[str, Any]]:
         """Evaluate every target set (rank 0 only); returns ``{dataset: results}``."""
         if not self.dist.is_main:

@@ -35,11 +35,23 @@ def branch_activations(model: torch.nn.Module, images: torch.Tensor) -> dict[str
 
 
 def _heat(image: Image.Image, act: np.ndarray) -> Image.Image:
+    """The activation as a jet-like heat map over a dimmed grey copy of the image."""
     up = Image.fromarray((act * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR)
-    a = np.asarray(up, dtype=np.float32)[..., None] / 255.0
-    red = np.zeros_like(np.asarray(image, dtype=np.float32))
-    red[..., 0] = 255
-    mixed = np.asarray(image, dtype=np.float32) * (1 - 0.6 * a) + red * 0.6 * a
+    a = np.asarray(up, dtype=np.float32) / 255.0
+    # blue (low) -> cyan -> yellow -> red (high)
+    heat = (
+        np.stack(
+            [
+                np.clip(2 * a - 0.5, 0, 1),
+                np.clip(1.5 - np.abs(2 * a - 1) * 1.5, 0, 1),
+                np.clip(1 - 2 * a, 0, 1),
+            ],
+            axis=-1,
+        )
+        * 255
+    )
+    grey = np.asarray(image.convert("L"), dtype=np.float32)[..., None] * 0.5
+    mixed = grey * 0.45 + heat * 0.55
     return Image.fromarray(mixed.clip(0, 255).astype(np.uint8))
 
 
