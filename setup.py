@@ -1,4 +1,4 @@
-"""Install torchreid-pgflkd: PGFL-KD for occluded person re-identification, as a torchreid plugin."""
+"""Install torchreid-pgflkd: PGFL-KD for occluded person re-id, as a torchreid plugin."""
 
 from pathlib import Path
 

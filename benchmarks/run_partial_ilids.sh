@@ -23,42 +23,8 @@
 #   Google Drive via gdown): offline without them they fail and are reported as failed.
 # A GPU is expected (the config trains with bf16 mixed precision on CUDA).
 set -euo pipefail
-
-DATA_ROOT="${1:-${DATA_ROOT:-reid-data}}"
-if [[ $# -gt 0 ]]; then shift; fi  # the rest: KEY VALUE overrides for both commands
-if [[ ! -d "$DATA_ROOT" ]]; then
-  echo "error: data root $DATA_ROOT does not exist (pass it as the first argument or DATA_ROOT)" >&2
-  exit 1
-fi
-DATA_ROOT="$(cd "$DATA_ROOT" && pwd)"  # absolute: we run from the repository root
-cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-python}"
-if command -v pgflkd >/dev/null 2>&1; then
-  PGFLKD=(pgflkd)
-else
-  PGFLKD=("$PYTHON" -m torchreid_pgflkd.cli.main)
-fi
-
-# need_dir WHAT URL CANDIDATE...: stop with a clear message unless one candidate folder exists.
-need_dir() {
-  local what="$1" url="$2"
-  shift 2
-  local candidate
-  for candidate in "$@"; do
-    [[ -d "$DATA_ROOT/$candidate" ]] && return 0
-  done
-  {
-    echo "error: $what not found under DATA_ROOT=$DATA_ROOT"
-    echo "  looked for: $(for c in "$@"; do printf '%s/%s ' "$DATA_ROOT" "$c"; done)"
-    echo "  download it from $url and unpack it as $DATA_ROOT/$1"
-    echo "  (or pass another root: $0 /path/to/reid-data, or DATA_ROOT=/path/to/reid-data)"
-  } >&2
-  exit 1
-}
-
-if ! command -v nvidia-smi >/dev/null 2>&1; then
-  echo "warning: no GPU found (nvidia-smi missing); training on the CPU will take days" >&2
-fi
+# shellcheck source=run_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/run_common.sh" "$@"
 
 need_dir "Market-1501" \
   "the link in https://kaiyangzhou.github.io/deep-person-reid/datasets.html (Market-1501-v15.09.15.zip)" \
@@ -68,8 +34,8 @@ need_dir "Partial-iLIDS" \
   Partial_iLIDS PartialiLIDS Partial-iLIDS_Dataset partial_ilids
 
 "${PGFLKD[@]}" train --config configs/partial_ilids.yaml \
-  data.root "$DATA_ROOT" train.save_dir log/partial_ilids "$@"
+  data.root "$DATA_ROOT" train.save_dir log/partial_ilids "${EXTRA[@]}"
 
 "$PYTHON" benchmarks/compare_baselines.py --root "$DATA_ROOT" --dataset partial_ilids \
   --models baseline,resnet50,osnet_x1_0,pcb_p6 --work-dir log/partial_ilids_baselines \
-  --output benchmarks/results/compare_baselines_partial_ilids.json "$@"
+  --output benchmarks/results/compare_baselines_partial_ilids.json "${EXTRA[@]}"

@@ -38,7 +38,8 @@ def test_a_few_iterations_log_every_named_term_and_lower_the_loss(tiny_opts: lis
     expected = {
         "loss", "loss_mb_id", "loss_mb_tri", "loss_feb_id", "loss_feb_tri", "loss_sab_id",
         "loss_sab_tri", "loss_sab_align", "loss_mb_kdlogit_feb", "loss_mb_kdlogit_sab",
-        "loss_mb_kdfeat_feb", "loss_mb_kdfeat_sab", "loss_mb_inter_feb", "loss_mb_inter_sab",
+        "loss_mb_kdfeat_feb", "loss_mb_kdfeat_sab", "loss_mb_kdattn_feb", "loss_mb_inter_feb",
+        "loss_mb_inter_sab",
     }  # fmt: skip
     assert set(first) == expected
     assert last["loss"] < first["loss"]  # overfits one batch

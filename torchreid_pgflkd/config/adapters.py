@@ -81,7 +81,13 @@ def synthetic_kwargs(cfg: CN) -> dict[str, Any]:
 def loss_weights(cfg: CN) -> LossWeights:
     c = cfg.loss
     return LossWeights(
-        id=c.id, tri=c.tri, align=c.align, kd_logit=c.kd_logit, kd_feat=c.kd_feat, inter=c.inter
+        id=c.id,
+        tri=c.tri,
+        align=c.align,
+        kd_logit=c.kd_logit,
+        kd_feat=c.kd_feat,
+        kd_attn=c.kd_attn,
+        inter=c.inter,
     )
 
 

@@ -67,6 +67,7 @@ def get_default_config() -> CN:
     cfg.loss.align = 1.0  # weight of SAB's part alignment loss
     cfg.loss.kd_logit = 1.0  # weight of logit distillation FEB/SAB -> MB (ablation: +KD)
     cfg.loss.kd_feat = 1.0  # weight of feature distillation FEB/SAB -> MB (ablation: +KD)
+    cfg.loss.kd_attn = 1.0  # weight of spatial distillation FEB -> MB (our reading)
     cfg.loss.inter = 0.5  # weight of the interaction loss (needs model.interaction)
     cfg.loss.margin = 0.3  # triplet margin (0 = soft margin)
     cfg.loss.label_smoothing = 0.1  # label smoothing epsilon
@@ -121,7 +122,7 @@ def check_cfg(cfg: CN) -> None:
     choice("test.metric", cfg.test.metric, METRICS)
     choice("loss.align_kind", cfg.loss.align_kind, ALIGN_KINDS)
     choice("data.partial_reid_query", cfg.data.partial_reid_query, ("partial", "occluded"))
-    for key in ("id", "tri", "align", "kd_logit", "kd_feat", "inter", "margin"):
+    for key in ("id", "tri", "align", "kd_logit", "kd_feat", "kd_attn", "inter", "margin"):
         positive(f"loss.{key}", getattr(cfg.loss, key), strict=False)
     positive("loss.temperature", cfg.loss.temperature)
     positive("train.lr", cfg.train.lr)

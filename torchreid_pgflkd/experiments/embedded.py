@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 # Model variants as config overrides. The first two are the main command's; the rest are
 # the paper's ablations (benchmarks/ablation.py). KD = logit + feature distillation.
-_NO_KD = ["loss.kd_logit", "0.0", "loss.kd_feat", "0.0"]
+_NO_KD = ["loss.kd_logit", "0.0", "loss.kd_feat", "0.0", "loss.kd_attn", "0.0"]
 VARIANTS: dict[str, list[str]] = {
     "baseline": ["model.feb", "False", "model.sab", "False", "model.interaction", "False"],
     "pgflkd": [],
@@ -123,7 +123,8 @@ def settings_of(cfg: CN) -> dict[str, Any]:
         "sab": cfg.model.sab,
         "interaction": cfg.model.interaction,
         "loss_weights": {
-            k: cfg.loss[k] for k in ("id", "tri", "align", "kd_logit", "kd_feat", "inter")
+            k: cfg.loss[k]
+            for k in ("id", "tri", "align", "kd_logit", "kd_feat", "kd_attn", "inter")
         },
         "device": str(common.adapters.resolve_device(cfg)),
         "amp": cfg.train.amp,

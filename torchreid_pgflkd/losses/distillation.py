@@ -66,3 +66,39 @@ def feature_distillation(student_feat: torch.Tensor, teacher_feat: torch.Tensor)
     student = F.normalize(student_feat.float(), dim=1)
     teacher = F.normalize(as_teacher(teacher_feat).float(), dim=1)
     return (student - teacher).pow(2).sum(dim=1).mean()
+
+
+def attention_distillation(
+    student_act: torch.Tensor, teacher_act: torch.Tensor, foreground: torch.Tensor
+) -> torch.Tensor:
+    """Where the student fires vs where the teacher fires on the visible body (our reading).
+
+    The teacher's channel-mean activation map, masked by the foreground, is the target
+    spatial distribution; the student's is compared with it as in SAB's alignment loss
+    (``N * sum_cells (a - t) ** 2``, ``N = h * w``, both maps normalised to sum 1). This is
+    how FEB's foreground focus reaches MB's *own* map, which MB average-pools at test time
+    without any pose: MB learns to stay quiet on occluders and background. Images without
+    pose (empty foreground) give no loss.
+
+    Args:
+        student_act: ``(B, h, w)`` non-negative activation map of the student (MB).
+        teacher_act: ``(B, h, w)`` non-negative activation map of the teacher; detached here.
+        foreground: ``(B, h, w)`` foreground mask in ``[0, 1]``.
+
+    Returns:
+        A scalar tensor; 0 when the student's map equals the masked teacher map up to scale.
+    """
+    if not student_act.shape == teacher_act.shape == foreground.shape:
+        raise ValueError(
+            "student, teacher activations and foreground must share the shape (B, h, w), got "
+            f"{tuple(student_act.shape)}, {tuple(teacher_act.shape)}, {tuple(foreground.shape)}"
+        )
+    _, h, w = student_act.shape
+    target = (as_teacher(teacher_act).float() * foreground.float()).flatten(1)
+    has_pose = target.sum(dim=1) > 0
+    if not bool(has_pose.any()):
+        return student_act.sum() * 0.0
+    target = target[has_pose] / target[has_pose].sum(dim=1, keepdim=True)
+    student = student_act.float().flatten(1)[has_pose]
+    student = student / student.sum(dim=1, keepdim=True).clamp(min=1e-12)
+    return ((student - target).pow(2).sum(dim=1) * (h * w)).mean()

@@ -27,7 +27,11 @@ from typing import Any
 import torch
 
 from torchreid_pgflkd.losses.alignment import part_alignment_loss
-from torchreid_pgflkd.losses.distillation import feature_distillation, logit_distillation
+from torchreid_pgflkd.losses.distillation import (
+    attention_distillation,
+    feature_distillation,
+    logit_distillation,
+)
 from torchreid_pgflkd.losses.identity import cross_entropy_label_smooth
 from torchreid_pgflkd.losses.triplet import batch_hard_triplet_loss
 
@@ -42,6 +46,7 @@ KIND_TO_WEIGHT: dict[str, str] = {
     "align": "align",
     "kdlogit": "kd_logit",
     "kdfeat": "kd_feat",
+    "kdattn": "kd_attn",
     "inter": "inter",
 }
 
@@ -61,6 +66,7 @@ class LossWeights:
     align: float = 1.0
     kd_logit: float = 1.0
     kd_feat: float = 1.0
+    kd_attn: float = 1.0
     inter: float = 0.5
 
     def __post_init__(self) -> None:
@@ -149,6 +155,13 @@ def compute_losses(
         if weights.kd_feat:
             losses[f"loss_mb_kdfeat_{teacher}"] = feature_distillation(
                 student["feat"], outputs[teacher]["feat"]
+            )
+        # Spatial distillation of FEB's foreground focus (FEB is the foreground teacher).
+        if weights.kd_attn and teacher == "feb" and "activation" in student:
+            if pose_maps is None:
+                raise ValueError("attention distillation needs pose_maps (B, P + 1, h, w)")
+            losses["loss_mb_kdattn_feb"] = attention_distillation(
+                student["activation"], outputs["feb"]["activation"], pose_maps[:, -1]
             )
 
     interaction = outputs.get("interaction") or {}

@@ -110,7 +110,8 @@ class PGFLKD(nn.Module):
 
         Train: ``images (B, 3, H, W)``, ``pose_maps (B, P + 1, h, w)`` (see
         ``pose.contract``) -> ``{"mb" | "feb" | "sab": {"feat", "bn_feat", "logits"}}``, SAB
-        also with ``"part_activations"`` (B, P, h, w), and ``"interaction"``:
+        also with ``"part_activations"`` (B, P, h, w), MB and FEB (when FEB exists) with
+        ``"activation"`` (B, h, w) channel-mean maps, and ``"interaction"``:
         ``{"feb" | "sab": (B, C) logits of MB's BN feature through that branch's classifier}``.
         """
         if not self.training:
@@ -138,6 +139,9 @@ class PGFLKD(nn.Module):
         extra: dict[str, dict[str, torch.Tensor]] = {}
         if "feb" in maps:
             pooled["feb"] = weighted_avg_pool(maps["feb"], pose_maps[:, -1])
+            # Channel-mean maps, (B, h, w), for the spatial distillation FEB -> MB.
+            extra["mb"] = {"activation": maps["mb"].mean(dim=1)}
+            extra["feb"] = {"activation": maps["feb"].mean(dim=1)}
         if "sab" in maps:
             pooled["sab"], activations = self._sab_pool(maps["sab"], pose_maps[:, :-1])
             extra["sab"] = {"part_activations": activations}
