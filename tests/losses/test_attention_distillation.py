@@ -51,3 +51,15 @@ def test_objective_names_the_term_and_ablation_weight_switches_it_off() -> None:
     assert "loss_mb_kdattn_feb" in compute_losses(outputs, pids, pose)
     off = compute_losses(outputs, pids, pose, weights=LossWeights(kd_attn=0.0))
     assert "loss_mb_kdattn_feb" not in off
+
+
+def test_interaction_moves_mb_only_not_the_teacher_classifier() -> None:
+    from torchreid_pgflkd.losses.distillation import interaction_loss
+
+    student = torch.randn(4, 8, requires_grad=True)
+    classifier = torch.randn(3, 8, requires_grad=True)
+    loss = interaction_loss(student, classifier, torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    assert classifier.grad is None and student.grad is not None and student.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"\(C, D\) with D = 8"):
+        interaction_loss(student, torch.randn(3, 5), torch.tensor([0, 1, 2, 0]))

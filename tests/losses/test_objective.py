@@ -38,7 +38,7 @@ def fake_outputs(branches=("mb", "feb", "sab"), interaction=True, seed=0):
         out["sab"]["part_activations"] = leaf(B, P, H, W, positive=True)
     teachers = [t for t in ("feb", "sab") if t in branches]
     if interaction and teachers:
-        out["interaction"] = {t: leaf(B, C) for t in teachers}
+        out["interaction"] = {t: leaf(C, D) for t in teachers}
     return out
 
 
@@ -154,7 +154,8 @@ def test_each_term_is_computed_on_its_own_branch():
     for t in ("feb", "sab"):
         kd_logit = logit_distillation(out["mb"]["logits"], out[t]["logits"], temperature=4.0)
         kd_feat = feature_distillation(out["mb"]["feat"], out[t]["feat"])
-        inter = cross_entropy_label_smooth(out["interaction"][t], PIDS, epsilon=0.1)
+        logits = torch.nn.functional.linear(out["mb"]["bn_feat"], out["interaction"][t])
+        inter = cross_entropy_label_smooth(logits, PIDS, epsilon=0.1)
         assert torch.equal(losses[f"loss_mb_kdlogit_{t}"], kd_logit)
         assert torch.equal(losses[f"loss_mb_kdfeat_{t}"], kd_feat)
         assert torch.equal(losses[f"loss_mb_inter_{t}"], inter)

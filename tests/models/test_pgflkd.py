@@ -48,7 +48,7 @@ def test_eval_needs_no_pose_and_train_returns_named_branches() -> None:
         assert out[name]["logits"].shape == (3, 5)
     assert out["sab"]["part_activations"].shape == (3, 6, *feature_size(SMALL))
     assert set(out["interaction"]) == {"feb", "sab"}
-    assert out["interaction"]["feb"].shape == (3, 5)
+    assert out["interaction"]["feb"].shape == (5, 512)  # FEB's classifier weight
 
 
 def test_resnet50_eval_feature_is_2048_at_256x128() -> None:

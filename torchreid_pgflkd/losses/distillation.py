@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from torchreid_pgflkd.losses.identity import cross_entropy_label_smooth
+
 
 def as_teacher(x: torch.Tensor) -> torch.Tensor:
     """The one place where teacher signals are cut from the graph.
@@ -102,3 +104,30 @@ def attention_distillation(
     student = student_act.float().flatten(1)[has_pose]
     student = student / student.sum(dim=1, keepdim=True).clamp(min=1e-12)
     return ((student - target).pow(2).sum(dim=1) * (h * w)).mean()
+
+
+def interaction_loss(
+    student_bn_feat: torch.Tensor,
+    teacher_classifier: torch.Tensor,
+    pids: torch.Tensor,
+    *,
+    epsilon: float = 0.1,
+) -> torch.Tensor:
+    """MB's BN feature classified by a teacher's (detached) classifier: label-smoothed CE.
+
+    Our reading of "interaction-based training": MB must be discriminative *in the teacher's
+    feature space*. The teacher's classifier is a teacher signal, so it is detached here and
+    only MB moves; otherwise the teacher classifier would drift towards MB's features.
+
+    Args:
+        student_bn_feat: ``(B, D)`` MB's BN feature.
+        teacher_classifier: ``(C, D)`` weight of the teacher branch's bias-free classifier.
+        pids: ``(B,)`` identity labels.
+    """
+    if teacher_classifier.dim() != 2 or teacher_classifier.shape[1] != student_bn_feat.shape[1]:
+        raise ValueError(
+            f"teacher classifier must be (C, D) with D = {student_bn_feat.shape[1]}, got "
+            f"{tuple(teacher_classifier.shape)}"
+        )
+    logits = F.linear(student_bn_feat, as_teacher(teacher_classifier))
+    return cross_entropy_label_smooth(logits, pids, epsilon=epsilon)

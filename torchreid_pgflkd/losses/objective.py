@@ -30,6 +30,7 @@ from torchreid_pgflkd.losses.alignment import part_alignment_loss
 from torchreid_pgflkd.losses.distillation import (
     attention_distillation,
     feature_distillation,
+    interaction_loss,
     logit_distillation,
 )
 from torchreid_pgflkd.losses.identity import cross_entropy_label_smooth
@@ -109,8 +110,8 @@ def compute_losses(
             ``feb``, ``sab`` (optional) holds ``"feat"`` ``(B, D)`` (triplet, feature KD),
             ``"logits"`` ``(B, C)`` (identity, logit KD); ``outputs["sab"]`` also holds
             ``"part_activations"`` ``(B, P, h, w)``; ``outputs["interaction"]`` (optional)
-            maps a teacher name to ``(B, C)`` logits of MB's feature through that teacher's
-            classifier.
+            maps a teacher name to its classifier weight ``(C, D)``, through which MB's
+            BN feature is classified (the weight is detached: a teacher signal).
         pids: ``(B,)`` int64 identity labels in ``[0, C)``.
         pose_maps: ``(B, P + 1, h, w)`` pose maps; needed only for the alignment term.
         weights: which terms to compute (non-zero) and, in ``total_loss``, their weights.
@@ -172,8 +173,8 @@ def compute_losses(
         )
     if weights.inter:
         for teacher in (t for t in TEACHERS if t in interaction):
-            losses[f"loss_mb_inter_{teacher}"] = cross_entropy_label_smooth(
-                interaction[teacher], pids, epsilon=label_smoothing
+            losses[f"loss_mb_inter_{teacher}"] = interaction_loss(
+                student["bn_feat"], interaction[teacher], pids, epsilon=label_smoothing
             )
     return losses
 

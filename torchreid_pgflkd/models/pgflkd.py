@@ -112,7 +112,8 @@ class PGFLKD(nn.Module):
         ``pose.contract``) -> ``{"mb" | "feb" | "sab": {"feat", "bn_feat", "logits"}}``, SAB
         also with ``"part_activations"`` (B, P, h, w), MB and FEB (when FEB exists) with
         ``"activation"`` (B, h, w) channel-mean maps, and ``"interaction"``:
-        ``{"feb" | "sab": (B, C) logits of MB's BN feature through that branch's classifier}``.
+        ``{"feb" | "sab": (C, D) that branch's classifier weight}``, through which the
+        interaction loss classifies MB's BN feature.
         """
         if not self.training:
             x = self.layer4["mb"](self.stem(images))
@@ -151,9 +152,9 @@ class PGFLKD(nn.Module):
             bn_feat, logits = self.heads[name](feat)
             out[name] = {"feat": feat, "bn_feat": bn_feat, "logits": logits, **extra.get(name, {})}
         if self.interaction:
-            mb_bn = out["mb"]["bn_feat"]
+            # The teachers' classifiers, through which the loss classifies MB's BN feature.
             out["interaction"] = {
-                name: self.heads[name].classifier(mb_bn) for name in self.branch_names[1:]
+                name: self.heads[name].classifier.weight for name in self.branch_names[1:]
             }
         return out
 
