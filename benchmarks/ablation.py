@@ -7,7 +7,8 @@ MB + FEB + SAB + interaction / full PGFL-KD. Each seed changes the data and the 
     python benchmarks/ablation.py [--seeds 0 1 2] [--variants ...] [--output DIR] [KEY VALUE ...]
 
 Writes ``benchmarks/results/ablation.json`` (every run and the summary) and prints the table.
-A run already in ``--output`` (its results.json) is reused, so an interrupted sweep resumes.
+A run already in ``--output`` (its ``record.json``) is reused, so an interrupted sweep resumes
+and ``pgflkd run --seed N --output outputs/ablation/seedN`` counts for baseline and full.
 """
 
 from __future__ import annotations
@@ -55,9 +56,7 @@ def main() -> None:
                 runs[variant][seed] = json.loads(done.read_text())
                 logger.info("seed %d %s: reusing %s", seed, variant, done)
                 continue
-            record, _ = train_variant(cfg, variant, out, progress=False)
-            record.pop("cmc", None)
-            done.write_text(json.dumps(record, indent=1, default=float))
+            record, _ = train_variant(cfg, variant, out, progress=False)  # writes record.json
             runs[variant][seed] = record
             logger.info(
                 "seed %d %s: Rank-1 %.1f mAP %.1f",
@@ -68,6 +67,9 @@ def main() -> None:
             )
 
     summary = {}
+    for by_seed in runs.values():
+        for record in by_seed.values():
+            record.pop("cmc", None)
     for variant, by_seed in runs.items():
         stats = {}
         for key in ("rank1", "mAP", "mINP", "train_and_eval_seconds"):

@@ -103,6 +103,7 @@ def train_variant(
         "settings": settings_of(cfg),
         "checkpoint": str(output / variant / "last.pth"),
     }
+    common.write_json(record, output / variant / "record.json")
     return record, engine
 
 
