@@ -261,7 +261,7 @@ def test_loss_weights_are_validated_and_frozen():
         LossWeights(align=math.nan)
     with pytest.raises(dataclasses.FrozenInstanceError):
         LossWeights().id = 2.0  # type: ignore[misc]
-    assert LossWeights().inter == 0.5 and LossWeights().kd_logit == 1.0
+    assert LossWeights().inter == 1.0 and LossWeights().kd_logit == 4.0
 
 
 def test_pose_maps_are_optional_without_sab_alignment():

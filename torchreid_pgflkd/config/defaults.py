@@ -65,10 +65,10 @@ def get_default_config() -> CN:
     cfg.loss.id = 1.0  # weight of identity (label-smoothed CE) losses
     cfg.loss.tri = 1.0  # weight of batch-hard triplet losses
     cfg.loss.align = 1.0  # weight of SAB's part alignment loss
-    cfg.loss.kd_logit = 1.0  # weight of logit distillation FEB/SAB -> MB (ablation: +KD)
-    cfg.loss.kd_feat = 1.0  # weight of feature distillation FEB/SAB -> MB (ablation: +KD)
+    cfg.loss.kd_logit = 4.0  # weight of logit distillation FEB/SAB -> MB (ablation: +KD)
+    cfg.loss.kd_feat = 10.0  # weight of feature distillation FEB/SAB -> MB (ablation: +KD)
     cfg.loss.kd_attn = 1.0  # weight of spatial distillation FEB -> MB (our reading)
-    cfg.loss.inter = 0.5  # weight of the interaction loss (needs model.interaction)
+    cfg.loss.inter = 1.0  # weight of the interaction loss (needs model.interaction)
     cfg.loss.margin = 0.3  # triplet margin (0 = soft margin)
     cfg.loss.label_smoothing = 0.1  # label smoothing epsilon
     cfg.loss.temperature = 4.0  # logit distillation temperature
