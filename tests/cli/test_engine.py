@@ -108,6 +108,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(
     common.prepare_synthetic(load_config(CONFIG, tiny_opts), progress=False)
     opts = list(tiny_opts)
     opts[opts.index("train.max_epoch") + 1] = "3"
+    opts[opts.index("data.workers") + 1] = "1"  # augmentation in a worker process too
     ref = [*opts, "train.save_dir", str(tmp_path / "ref")]
     subprocess.run(_train_cmd(ref), env=env, check=True, capture_output=True)
 
@@ -140,3 +141,9 @@ def test_branches_evaluate_with_pose_for_ablations(tiny_opts: list[str]) -> None
     assert all(0 <= r["mAP"] <= 1 for r in results.values())
     batch = next(iter(engine.datamanager.pose_test_loaders("synthetic_occluded")["query"]))
     assert batch["pose_maps"].shape[1:] == (7, 4, 2) and batch["pose_maps"].amax() > 0
+
+
+def test_embedded_config_file_equals_the_main_command_preset() -> None:
+    from torchreid_pgflkd.config.presets import preset_opts
+
+    assert load_config(CONFIG) == load_config(None, preset_opts("cpu"))

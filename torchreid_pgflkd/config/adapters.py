@@ -55,6 +55,7 @@ def datamanager_kwargs(cfg: CN) -> dict[str, Any]:
         batch_size_test=cfg.sampler.test_batch_size,
         num_instances=cfg.sampler.num_instances,
         num_workers=d.workers,
+        persistent_workers=d.persistent_workers,
         dataset_kwargs=dataset_kwargs(cfg),
         visibility_threshold=d.visibility_threshold,
         flip_prob=d.flip_prob,

@@ -39,6 +39,7 @@ def get_default_config() -> CN:
     cfg.data.height = 256  # input image height
     cfg.data.width = 128  # input image width
     cfg.data.workers = 2  # data loader worker processes
+    cfg.data.persistent_workers = False  # faster epochs, but resume is then not bit-exact
     cfg.data.dataset_dir = ""  # dataset folder name under root ('' = the usual names)
     cfg.data.keypoints_dir = ""  # keypoint files ('' = each dataset's default location)
     cfg.data.visibility_threshold = 0.2  # keypoints below this confidence are invisible

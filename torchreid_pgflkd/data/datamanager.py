@@ -52,6 +52,8 @@ class PoseDataManager:
         parts, sigma, visibility_threshold: pose-map settings (see ``PoseMapper``).
         flip_prob, padding, erase_prob, color_jitter, norm_mean, norm_std: augmentation.
         pin_memory: pin batches (set when training on a GPU).
+        persistent_workers: keep train workers across epochs (faster; breaks the exact
+            equality of a resumed run with an uninterrupted one, see ``build_train_loader``).
     """
 
     data_type = "image"
@@ -80,6 +82,7 @@ class PoseDataManager:
         norm_mean: Sequence[float] = IMAGENET_MEAN,
         norm_std: Sequence[float] = IMAGENET_STD,
         pin_memory: bool = False,
+        persistent_workers: bool = False,
     ) -> None:
         self.sources = [sources] if isinstance(sources, str) else list(sources)
         targets = self.sources if targets is None else targets
@@ -113,6 +116,7 @@ class PoseDataManager:
             num_workers=num_workers,
             sampler=sampler,
             pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
         )
         self.train_sampler = self.train_loader.sampler
         self.train_set = self.train_loader.dataset

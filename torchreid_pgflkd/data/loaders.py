@@ -113,8 +113,15 @@ def build_train_loader(
     num_workers: int = 2,
     sampler: Sampler | SamplerFactory | None = None,
     pin_memory: bool = False,
+    persistent_workers: bool = False,
 ) -> DataLoader:
     """P x K train loader over one or more source datasets (pids offset).
+
+    With ``persistent_workers=False`` (default) the workers are started every epoch and
+    seeded from the main process's torch RNG, so augmentation is a function of the run's
+    seed and epoch: a resumed run (RNG restored from the checkpoint) sees the same
+    augmentations as an uninterrupted one. Persistent workers save their start-up time per
+    epoch but carry their RNG streams across epochs, which a resume cannot restore.
 
     ``sampler`` is a ``Sampler``, or a factory called as
     ``sampler(data_source=samples, batch_size=..., num_instances=...)`` (e.g. a rank-sharded
@@ -133,7 +140,7 @@ def build_train_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         drop_last=True,
-        persistent_workers=num_workers > 0,
+        persistent_workers=persistent_workers and num_workers > 0,
     )
 
 
