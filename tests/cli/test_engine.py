@@ -109,6 +109,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(
     opts = list(tiny_opts)
     opts[opts.index("train.max_epoch") + 1] = "3"
     opts[opts.index("data.workers") + 1] = "1"  # augmentation in a worker process too
+    opts += ["data.persistent_workers", "False"]  # bit-exact resume needs fresh workers
     ref = [*opts, "train.save_dir", str(tmp_path / "ref")]
     subprocess.run(_train_cmd(ref), env=env, check=True, capture_output=True)
 
