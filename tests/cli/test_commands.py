@@ -40,6 +40,9 @@ def test_test_command_reproduces_the_training_evaluation(trained: Path, tmp_path
     assert main([*args, "--weights", str(trained / "last.pth"), "--output", str(out)]) == 0
     import json
 
+    assert main([*args, "--weights", str(trained / "last.pth"), "--output", str(out),
+                 "test.eval_branches", "True"]) == 0  # fmt: skip
+    assert "synthetic_occluded/feb" in json.loads(out.read_text())
     got = json.loads(out.read_text())["synthetic_occluded"]
     ref = json.loads((trained / "results.json").read_text())["synthetic_occluded"]
     assert got["rank1"] == pytest.approx(ref["rank1"]) and got["mAP"] == pytest.approx(ref["mAP"])

@@ -29,5 +29,7 @@ def run(args: argparse.Namespace) -> int:
     engine = common.build_engine(cfg, datamanager, progress=not args.no_progress)
     ckpt_io.load_checkpoint(weights, model=engine.model, restore_rng=False)
     results = engine.evaluate(save_dir=str(weights.parent), **common.adapters.test_kwargs(cfg))
+    if cfg.test.eval_branches:  # ablations: every branch, FEB and SAB with pose
+        results.update(engine.evaluate_branches(metric=cfg.test.metric))
     report(results, Path(args.output) if args.output else weights.with_suffix(".results.json"))
     return 0

@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
             extra={"num_classes": datamanager.num_train_pids},
         )
         if dist_info.is_main:
+            if cfg.test.eval_branches:  # ablations: every branch, FEB and SAB with pose
+                results.update(engine.evaluate_branches(metric=cfg.test.metric))
             report(results, save_dir / "results.json")
     finally:
         cleanup()
