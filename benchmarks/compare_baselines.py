@@ -217,6 +217,10 @@ def train_torchreid(cfg: CN, name: str, engine_kind: str, work_dir: Path) -> dic
     model = compat.build_torchreid_model(
         name, datamanager.num_train_pids, loss=engine_kind, pretrained=cfg.model.pretrained
     ).to(device)
+    if cfg.train.channels_last:
+        # As our engine does: NHWC weights make convolutions pick the fast NHWC kernels
+        # (about 10x on a CPU); torchreid's engines are otherwise unchanged.
+        model = model.to(memory_format=torch.channels_last)
     optim = compat.submodule("optim")
     optimizer = optim.build_optimizer(
         model, optim=cfg.train.optim, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
