@@ -95,8 +95,7 @@ def _table(records: dict) -> str:
 
 
 def _figures(records: dict, engines: dict, output: Path) -> None:
-    """CMC plot, a ranked-list image and the pose/activation image (best effort is not
-    allowed to hide errors: a failure here is a bug and raises)."""
+    """CMC plot, a ranked-list image (PGFL-KD's) and the pose / branch-activation image."""
     from torchreid_pgflkd.evaluation import pairwise_distance, plot_cmc, save_ranked_lists
     from torchreid_pgflkd.evaluation.activations import save_activation_figure
 
