@@ -168,31 +168,6 @@ class PGFLKD(nn.Module):
         return torch.cat(feats, dim=1), activations
 
 
-def build_pgflkd(
-    *,
-    num_classes: int,
-    backbone: str = "resnet50",
-    pretrained: bool = False,
-    pretrained_path: str | os.PathLike | None = None,
-    num_parts: int = len(DEFAULT_PARTS),
-    share_layer4: bool = False,
-    feb: bool = True,
-    sab: bool = True,
-    interaction: bool = True,
-    last_stride: int = 1,
-    loss: str = "triplet",
-) -> PGFLKD:
-    """Build PGFL-KD with every option ``torchreid.models.build_model`` cannot pass."""
-    return PGFLKD(
-        num_classes=num_classes,
-        backbone=backbone,
-        pretrained=pretrained,
-        pretrained_path=pretrained_path,
-        num_parts=num_parts,
-        share_layer4=share_layer4,
-        feb=feb,
-        sab=sab,
-        interaction=interaction,
-        last_stride=last_stride,
-        loss=loss,
-    )
+# The public builder: ``PGFLKD``'s constructor is already keyword-only and typed, so the
+# builder is the class itself (``build_pgflkd(num_classes=751, backbone="resnet18", ...)``).
+build_pgflkd = PGFLKD
