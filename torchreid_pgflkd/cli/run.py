@@ -104,8 +104,7 @@ def _figures(records: dict, engines: dict, output: Path) -> None:
     engine = engines[name]
     (dataset,) = engine.last_results
     dm = engine.datamanager
-    q = engine._extract(dm.test_loader[dataset]["query"], "query")
-    g = engine._extract(dm.test_loader[dataset]["gallery"], "gallery")
+    q, g = engine.last_features[dataset]  # extracted by the final evaluation
     save_ranked_lists(
         pairwise_distance(q["feat"], g["feat"], "euclidean"),
         q["paths"], g["paths"], q["pids"], g["pids"], q["camids"], g["camids"],

@@ -106,6 +106,7 @@ class PGFLKDEngine(compat.engine_base()):
         self.epoch = 0
         self.max_epoch = 0
         self.last_results: dict[str, dict[str, Any]] = {}
+        self.last_features: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         self.epoch_losses: dict[str, float] = {}
 
     # ----------------------------------------------------------------- training
@@ -245,6 +246,7 @@ class PGFLKDEngine(compat.engine_base()):
         results["epoch"] = self.epoch + 1
         results["query_paths"], results["gallery_paths"] = q["paths"], g["paths"]
         self.last_results[dataset_name] = results
+        self.last_features[dataset_name] = (q, g)  # for figures, without extracting again
         logger.info(
             "%s: Rank-1 %.1f%%  Rank-5 %.1f%%  mAP %.1f%%  mINP %.1f%%",
             dataset_name,
