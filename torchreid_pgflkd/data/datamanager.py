@@ -19,6 +19,7 @@ from torchreid_pgflkd.data.loaders import (
     SamplerFactory,
     build_test_loader,
     build_train_loader,
+    dataset_image_hook,
 )
 from torchreid_pgflkd.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pose_transforms
 from torchreid_pgflkd.pose.contract import DEFAULT_PARTS, VISIBILITY_THRESHOLD
@@ -140,6 +141,7 @@ class PoseDataManager:
                     batch_size=batch_size_test,
                     num_workers=num_workers,
                     pin_memory=pin_memory,
+                    image_hook=dataset_image_hook(ds, split),
                 )
                 for split, samples in self.test_dataset[name].items()
             }
@@ -187,6 +189,7 @@ class PoseDataManager:
                     transform=self.transform_te,
                     keypoints=ds.keypoint_lookup(split),
                     mapper=self.mapper,
+                    image_hook=dataset_image_hook(ds, split),
                 ),
                 shuffle=False,
                 drop_last=False,

@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 Sample = tuple[str, int, int, int]
 KeypointLookup = Callable[[str], np.ndarray]
 SamplerFactory = Callable[..., Sampler]
+# Applied to a test image before the transform, e.g. a fixed occlusion of validation queries.
+ImageHook = Callable[[Image.Image, str], Image.Image]
 
 
 class _EmptyLookup:
@@ -42,6 +44,8 @@ class PoseSampleSet(Dataset):
         keypoints: per-sample lookups ``img_path -> (17, 3)``, one per ``dsetid`` (or one
             for all); None for test sets.
         mapper: builds the pose maps from the transformed keypoints; None for no pose.
+        image_hook: ``(image, img_path) -> image`` applied right after loading (before the
+            transform); None for none.
     """
 
     def __init__(
@@ -51,8 +55,10 @@ class PoseSampleSet(Dataset):
         transform: Callable,
         keypoints: Sequence[KeypointLookup] | KeypointLookup | None = None,
         mapper: PoseMapper | None = None,
+        image_hook: ImageHook | None = None,
     ) -> None:
         self.samples = list(samples)
+        self.image_hook = image_hook
         self.transform = transform
         if keypoints is None or callable(keypoints):
             keypoints = [keypoints or _EmptyLookup()]
@@ -68,6 +74,8 @@ class PoseSampleSet(Dataset):
             image = Image.open(img_path).convert("RGB")
         except OSError as exc:
             raise OSError(f"cannot read image {img_path}: {exc}") from exc
+        if self.image_hook is not None:
+            image = self.image_hook(image, img_path)
         item: dict[str, Any] = {"pid": pid, "camid": camid, "impath": img_path, "dsetid": dsetid}
         if self.mapper is None:
             item["img"], _ = self.transform(image, empty_pose())
@@ -151,13 +159,22 @@ def build_test_loader(
     batch_size: int = 128,
     num_workers: int = 2,
     pin_memory: bool = False,
+    image_hook: ImageHook | None = None,
 ) -> DataLoader:
-    """Query or gallery loader: images only, in order."""
+    """Query or gallery loader: images only, in order (``image_hook`` applied before the
+    transform, see :func:`dataset_image_hook`)."""
     return DataLoader(
-        PoseSampleSet(samples, transform=transform),
+        PoseSampleSet(samples, transform=transform, image_hook=image_hook),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
         pin_memory=pin_memory,
         drop_last=False,
     )
+
+
+def dataset_image_hook(dataset: Any, split: str) -> ImageHook | None:
+    """The image hook a dataset asks for on ``split`` (its ``image_hook(split)``), or None for
+    datasets without one (torchreid's own, most of ours)."""
+    hook = getattr(dataset, "image_hook", None)
+    return hook(split) if callable(hook) else None

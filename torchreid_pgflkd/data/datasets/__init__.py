@@ -1,6 +1,12 @@
 """Pose-aware datasets registered with torchreid: name -> class."""
 
 from torchreid_pgflkd.data.datasets.base import PoseImageDataset
+from torchreid_pgflkd.data.datasets.folder import (
+    CropFolderDataset,
+    CUHK03Pair1,
+    CUHK03Pair1Holdout,
+    SeededOcclusion,
+)
 from torchreid_pgflkd.data.datasets.market import (
     DukeMTMCreIDPose,
     Market1501Pose,
@@ -8,7 +14,13 @@ from torchreid_pgflkd.data.datasets.market import (
     OccludedDuke,
 )
 from torchreid_pgflkd.data.datasets.synthetic import SyntheticOccluded
-from torchreid_pgflkd.data.datasets.test_only import OccludedREID, PartialILIDS, PartialREID
+from torchreid_pgflkd.data.datasets.test_only import (
+    OccludedREID,
+    PartialILIDS,
+    PartialREID,
+    PartialREIDOccluded,
+    PartialREIDPartial,
+)
 
 DATASETS: dict[str, type] = {
     "market1501_pose": Market1501Pose,
@@ -16,12 +28,20 @@ DATASETS: dict[str, type] = {
     "occluded_duke": OccludedDuke,
     "occluded_reid": OccludedREID,
     "partial_reid": PartialREID,
+    "partial_reid_occluded": PartialREIDOccluded,
+    "partial_reid_partial": PartialREIDPartial,
     "partial_ilids": PartialILIDS,
     "synthetic_occluded": SyntheticOccluded,
+    "crop_folder": CropFolderDataset,
+    "cuhk03_pair1": CUHK03Pair1,
+    "cuhk03_pair1_holdout": CUHK03Pair1Holdout,
 }
 
 __all__ = [
     "DATASETS",
+    "CUHK03Pair1",
+    "CUHK03Pair1Holdout",
+    "CropFolderDataset",
     "DukeMTMCreIDPose",
     "Market1501Pose",
     "MarketLayoutDataset",
@@ -29,6 +49,9 @@ __all__ = [
     "OccludedREID",
     "PartialILIDS",
     "PartialREID",
+    "PartialREIDOccluded",
+    "PartialREIDPartial",
     "PoseImageDataset",
+    "SeededOcclusion",
     "SyntheticOccluded",
 ]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from torchreid_pgflkd.data.datasets.base import PoseImageDataset, Sample, list_images
+from torchreid_pgflkd.data.datasets.folder import shared_keypoint_dirs
 
 _LEADING_INT = re.compile(r"^(\d+)")
 
@@ -56,6 +57,9 @@ class OccludedREID(_QueryGalleryDataset):
 class PartialREID(_QueryGalleryDataset):
     """Partial-REID (Zheng et al. ICCV 2015): 60 ids x 5 images per folder, ``PPP_NNN.jpg``.
 
+    Keypoints: besides the KPR folder, the shared-data layout
+    ``<root>/keypoints/blazepose/partial_reid/Partial-REID_Dataset/<folder>/`` is a fallback.
+
     Args:
         query_folder: ``'partial'`` (``partial_body_images``, the default) or ``'occluded'``
             (``occluded_body_images``): codebases differ on which is the query.
@@ -85,6 +89,27 @@ class PartialREID(_QueryGalleryDataset):
             "gallery": ("whole_body_images", "whole"),
         }
         super().__init__(root, **kwargs)
+
+    def keypoint_search_dirs(self) -> list[Path]:
+        dirs = super().keypoint_search_dirs()
+        if self.keypoints_dir is not None:
+            return dirs
+        return dirs + shared_keypoint_dirs(self.dataset_dir)
+
+
+class PartialREIDOccluded(PartialREID):
+    """``partial_reid`` with the query fixed to ``occluded_body_images``: a target name of its
+    own, so it and ``partial_reid_partial`` can both be targets of one run."""
+
+    def __init__(self, root: str = "", **kwargs: Any) -> None:
+        super().__init__(root, query_folder="occluded", **kwargs)
+
+
+class PartialREIDPartial(PartialREID):
+    """``partial_reid`` with the query fixed to ``partial_body_images``."""
+
+    def __init__(self, root: str = "", **kwargs: Any) -> None:
+        super().__init__(root, query_folder="partial", **kwargs)
 
 
 class PartialILIDS(_QueryGalleryDataset):
