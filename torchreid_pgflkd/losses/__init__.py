@@ -10,11 +10,16 @@ from torchreid_pgflkd.losses.identity import cross_entropy_label_smooth
 from torchreid_pgflkd.losses.objective import (
     BRANCHES,
     KIND_TO_WEIGHT,
+    LOSS_TABLE,
     STUDENT,
     TEACHERS,
+    LossSettings,
+    LossTerm,
     LossWeights,
+    TermInputs,
     compute_losses,
     term_kind,
+    term_name,
     total_loss,
 )
 from torchreid_pgflkd.losses.triplet import batch_hard_triplet_loss, euclidean_distances
@@ -23,9 +28,13 @@ __all__ = [
     "ALIGN_KINDS",
     "BRANCHES",
     "KIND_TO_WEIGHT",
+    "LOSS_TABLE",
     "STUDENT",
     "TEACHERS",
+    "LossSettings",
+    "LossTerm",
     "LossWeights",
+    "TermInputs",
     "as_teacher",
     "batch_hard_triplet_loss",
     "compute_losses",
@@ -35,5 +44,6 @@ __all__ = [
     "logit_distillation",
     "part_alignment_loss",
     "term_kind",
+    "term_name",
     "total_loss",
 ]

@@ -1,4 +1,4 @@
-"""Models: the PGFL-KD network, its deploy copy, a plain BNNeck baseline, torchreid names."""
+"""Models: PGFL-KD, its train-mode output, its deploy copy, a BNNeck baseline, torchreid names."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torch import nn
 
 from torchreid_pgflkd.models.baseline import BNNeckReID
 from torchreid_pgflkd.models.deploy import DeployedReID, to_deploy
+from torchreid_pgflkd.models.outputs import BranchOutput, TrainOutput
 from torchreid_pgflkd.models.pgflkd import PGFLKD, build_pgflkd
 
 
@@ -48,7 +49,9 @@ __all__ = [
     "MODEL_FACTORIES",
     "PGFLKD",
     "BNNeckReID",
+    "BranchOutput",
     "DeployedReID",
+    "TrainOutput",
     "build_pgflkd",
     "to_deploy",
 ]

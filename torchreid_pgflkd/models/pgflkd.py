@@ -9,7 +9,9 @@ Shapes below are for a 256x128 image with ResNet-50 (D = 2048, feature map 16x8)
            concatenated (D)                               -> BNNeck
            plus the channel-mean map of each group, (B, P, h, w), for the alignment loss
 
-Eval mode runs MB only and returns its BN feature (B, D): no pose input.
+Eval mode runs MB only and returns its BN feature (B, D): no pose input. Train mode (and
+``forward_train``) returns a ``TrainOutput`` (``models.outputs``): every branch's outputs and,
+with interaction on, the teachers' classifiers.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ from torch import nn
 
 from torchreid_pgflkd.models.backbone import build_resnet
 from torchreid_pgflkd.models.heads import BNNeck, weighted_avg_pool
+from torchreid_pgflkd.models.outputs import BranchOutput, TrainOutput
 from torchreid_pgflkd.pose.contract import DEFAULT_PARTS, check_pose_maps
-
-BranchOutput = dict[str, torch.Tensor]
 
 
 class PGFLKD(nn.Module):
@@ -105,25 +106,24 @@ class PGFLKD(nn.Module):
 
     def forward(
         self, images: torch.Tensor, pose_maps: torch.Tensor | None = None
-    ) -> torch.Tensor | dict[str, BranchOutput | dict[str, torch.Tensor]]:
+    ) -> torch.Tensor | TrainOutput:
         """Eval: ``(B, 3, H, W) -> (B, D)`` MB BN feature, pose ignored.
 
         Train: ``images (B, 3, H, W)``, ``pose_maps (B, P + 1, h, w)`` (see
-        ``pose.contract``) -> ``{"mb" | "feb" | "sab": {"feat", "bn_feat", "logits"}}``, SAB
-        also with ``"part_activations"`` (B, P, h, w), MB and FEB (when FEB exists) with
-        ``"activation"`` (B, h, w) channel-mean maps, and ``"interaction"``:
-        ``{"feb" | "sab": (C, D) that branch's classifier weight}``, through which the
-        interaction loss classifies MB's BN feature.
+        ``pose.contract``; not needed by the MB-only model) -> ``forward_train``'s output.
         """
         if not self.training:
             x = self.layer4["mb"](self.stem(images))
             return self.heads["mb"].bn(x.mean(dim=(2, 3)))
         return self.forward_train(images, pose_maps)
 
-    def forward_train(
-        self, images: torch.Tensor, pose_maps: torch.Tensor | None
-    ) -> dict[str, BranchOutput | dict[str, torch.Tensor]]:
-        """All branches, as in training (also usable in eval mode, e.g. for ablations)."""
+    def forward_train(self, images: torch.Tensor, pose_maps: torch.Tensor | None) -> TrainOutput:
+        """All branches, as in training (also usable in eval mode, e.g. to evaluate branches).
+
+        Returns every branch's ``feat``, ``bn_feat``, ``logits``; MB and FEB also their
+        ``activation`` (B, h, w) when FEB exists, SAB its ``part_activations`` (B, P, h, w);
+        with interaction on, each teacher's classifier weight (C, D).
+        """
         maps = self.feature_maps(images)
         fmap_hw = maps["mb"].shape[-2:]
         if self.uses_pose:
@@ -137,26 +137,33 @@ class PGFLKD(nn.Module):
             pose_maps = pose_maps.to(device=images.device, dtype=maps["mb"].dtype)
 
         pooled = {"mb": maps["mb"].mean(dim=(2, 3))}
-        extra: dict[str, dict[str, torch.Tensor]] = {}
+        activation: dict[str, torch.Tensor] = {}
+        part_activations: torch.Tensor | None = None
         if "feb" in maps:
             pooled["feb"] = weighted_avg_pool(maps["feb"], pose_maps[:, -1])
             # Channel-mean maps, (B, h, w), for the spatial distillation FEB -> MB.
-            extra["mb"] = {"activation": maps["mb"].mean(dim=1)}
-            extra["feb"] = {"activation": maps["feb"].mean(dim=1)}
+            activation["mb"] = maps["mb"].mean(dim=1)
+            activation["feb"] = maps["feb"].mean(dim=1)
         if "sab" in maps:
-            pooled["sab"], activations = self._sab_pool(maps["sab"], pose_maps[:, :-1])
-            extra["sab"] = {"part_activations": activations}
+            pooled["sab"], part_activations = self._sab_pool(maps["sab"], pose_maps[:, :-1])
 
-        out: dict[str, BranchOutput | dict[str, torch.Tensor]] = {}
+        branches: dict[str, BranchOutput] = {}
         for name, feat in pooled.items():
             bn_feat, logits = self.heads[name](feat)
-            out[name] = {"feat": feat, "bn_feat": bn_feat, "logits": logits, **extra.get(name, {})}
+            branches[name] = BranchOutput(
+                feat=feat,
+                bn_feat=bn_feat,
+                logits=logits,
+                activation=activation.get(name),
+                part_activations=part_activations if name == "sab" else None,
+            )
+        teacher_classifiers: dict[str, torch.Tensor] = {}
         if self.interaction:
             # The teachers' classifiers, through which the loss classifies MB's BN feature.
-            out["interaction"] = {
+            teacher_classifiers = {
                 name: self.heads[name].classifier.weight for name in self.branch_names[1:]
             }
-        return out
+        return TrainOutput(branches=branches, teacher_classifiers=teacher_classifiers)
 
     def _sab_pool(
         self, fmap: torch.Tensor, part_maps: torch.Tensor
