@@ -135,10 +135,12 @@ def test_malformed_openpose_and_coco_files_name_the_file(tmp_path: Path) -> None
     assert str(g) in str(info.value)
 
 
-def test_coordinates_are_clipped_to_the_image() -> None:
-    kp = np.ones((17, 3)) * [-5, 300, 1]
+def test_coordinates_near_the_image_are_clipped_and_far_ones_dropped() -> None:
+    kp = np.ones((17, 3)) * [-5, 260, 1]
+    kp[3:] = [-5, 300, 1]  # 44 pixels below a 256-pixel image: not in it
     out = sanitize_keypoints(kp, source="t", image_hw=(256, 128))
-    assert out[:, 0].min() == 0 and out[:, 1].max() == 256
+    assert out[:3].tolist() == [[0, 256, 1]] * 3
+    assert not out[3:].any()
 
 
 def test_cache_round_trip(tmp_path: Path) -> None:

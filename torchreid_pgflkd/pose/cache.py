@@ -1,14 +1,18 @@
 """The project's per-split keypoint cache: one ``.npz`` with image names and an (N, 17, 3) array.
 
 Reading 20k per-image JSON files takes seconds; the cache is written once and loads a split in
-milliseconds. Names are image file names (unique within a split).
+milliseconds. Names are image file names (unique within a split). A cache is written to a
+temporary file beside it, flushed to disk and renamed over it, so a crash or a full disk never
+leaves a half cache under the final name; one that is damaged anyway fails naming itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -78,16 +82,32 @@ def save_split_cache(path: str | Path, names: Sequence[str], keypoints: np.ndarr
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_suffix(".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    np.savez(
-        tmp,
+    arrays = dict(
         version=np.int64(CACHE_VERSION),
         names=np.asarray([str(n) for n in names], dtype=str),
         keypoints=np.asarray(keypoints, dtype=np.float32),
     )
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"cannot write keypoint cache {path}: {exc.strerror or exc}"
+        ) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OSError(
+                exc.errno, f"cannot write keypoint cache {path}: {exc.strerror or exc}"
+            ) from exc
+        raise
     logger.info("wrote keypoint cache %s (%d images)", path, len(names))
     return path
 
@@ -104,10 +124,13 @@ def load_split_cache(path: str | Path) -> tuple[list[str], np.ndarray]:
                 )
             names = data["names"].tolist()
             array = data["keypoints"].astype(np.float32, copy=False)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, KeypointFormatError):
-            raise
-        raise KeypointFormatError(f"{path}: cannot read keypoint cache ({exc})") from exc
+    except KeypointFormatError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        # A torn or overwritten file: numpy's own error would not say which file.
+        raise KeypointFormatError(
+            f"{path}: cannot read keypoint cache ({type(exc).__name__}: {exc})"
+        ) from exc
     if array.shape != (len(names), NUM_KEYPOINTS, 3):
         raise KeypointFormatError(
             f"{path}: keypoints must be ({len(names)}, {NUM_KEYPOINTS}, 3), got {array.shape}"

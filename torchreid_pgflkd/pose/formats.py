@@ -7,14 +7,17 @@
   (a COCO annotation file with ``images`` and ``annotations`` is accepted as well).
 - The Market-1501 14-point ``.mat`` (MATLAB v7.3 / HDF5) with its list of image names.
 
-Every reader raises :class:`KeypointFormatError` naming the file and what is wrong.
+Every reader raises :class:`KeypointFormatError` (a ``ValueError``) naming the file and what
+is wrong, whatever the content: a string where a number belongs, a ragged list, JSON nested
+too deeply for Python's parser.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +53,35 @@ def _load_json(path: Path) -> Any:
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise KeypointFormatError(f"{path}: not valid JSON ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise KeypointFormatError(f"{path}: not UTF-8 text, so not JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise KeypointFormatError(f"{path}: JSON nested too deeply to be keypoints") from exc
     except OSError as exc:
         raise KeypointFormatError(f"{path}: cannot be read ({exc})") from exc
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Turn any error the content of ``path`` causes into a KeypointFormatError naming it."""
+    try:
+        yield
+    except KeypointFormatError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
+        raise KeypointFormatError(
+            f"{path}: unexpected content ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _score(value: Any, where: str) -> float | None:
+    """A detection score: a number, or None when absent."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise KeypointFormatError(f"{where}: score must be a number, got {value!r}") from exc
 
 
 def read_kpr_json(path: str | Path, *, image_hw: Sequence[int] | None = None) -> np.ndarray:
@@ -61,7 +91,8 @@ def read_kpr_json(path: str | Path, *, image_hw: Sequence[int] | None = None) ->
     near the centre. An empty list gives an empty pose.
     """
     path = Path(path)
-    return _kpr_from_data(_load_json(path), path, image_hw)
+    with _naming(path):
+        return _kpr_from_data(_load_json(path), path, image_hw)
 
 
 def _kpr_from_data(data: Any, path: Path, image_hw: Sequence[int] | None) -> np.ndarray:
@@ -76,19 +107,29 @@ def _kpr_from_data(data: Any, path: Path, image_hw: Sequence[int] | None) -> np.
     for i, item in enumerate(data):
         if not isinstance(item, dict) or "keypoints" not in item:
             raise KeypointFormatError(f"{path}: skeleton {i} has no 'keypoints' entry")
-        kp = np.asarray(item["keypoints"], dtype=object)
+        try:
+            kp = np.asarray(item["keypoints"], dtype=object)
+        except ValueError as exc:  # a ragged list
+            raise KeypointFormatError(
+                f"{path}: skeleton {i} keypoints must be [[x, y, c] x {NUM_KEYPOINTS}] ({exc})"
+            ) from exc
         if kp.ndim == 1 and kp.size == NUM_KEYPOINTS * 3:
             kp = kp.reshape(NUM_KEYPOINTS, 3)
         skeletons.append(sanitize_keypoints(kp, source=f"{path} (skeleton {i})", image_hw=image_hw))
         flags.append(item.get("is_target"))
-        scores.append(item.get("score"))
+        scores.append(_score(item.get("score"), f"{path} (skeleton {i})"))
     idx = select_target(skeletons, is_target=flags, scores=scores, image_hw=image_hw)
     return empty_pose() if idx is None else skeletons[idx]
 
 
 def openpose_to_coco17(flat: Sequence[float], *, source: str) -> np.ndarray:
     """OpenPose-18 (or BODY_25) flattened ``[x, y, c] x J`` -> COCO-17 ``(17, 3)``."""
-    arr = np.asarray(flat, dtype=np.float64).reshape(-1)
+    try:
+        arr = np.asarray(flat, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise KeypointFormatError(
+            f"{source}: pose_keypoints_2d must be a flat list of numbers [x, y, c, ...] ({exc})"
+        ) from exc
     if arr.size == 18 * 3:
         index = OPENPOSE18_TO_COCO17
     elif arr.size == 25 * 3:
@@ -104,7 +145,8 @@ def openpose_to_coco17(flat: Sequence[float], *, source: str) -> np.ndarray:
 def read_openpose_json(path: str | Path, *, image_hw: Sequence[int] | None = None) -> np.ndarray:
     """Read an OpenPose/AlphaPose per-image JSON -> ``(17, 3)`` COCO-17 pose of the target."""
     path = Path(path)
-    return _openpose_from_data(_load_json(path), path, image_hw)
+    with _naming(path):
+        return _openpose_from_data(_load_json(path), path, image_hw)
 
 
 def _openpose_from_data(data: Any, path: Path, image_hw: Sequence[int] | None) -> np.ndarray:
@@ -120,7 +162,7 @@ def _openpose_from_data(data: Any, path: Path, image_hw: Sequence[int] | None) -
         if image_hw is not None:
             kp = sanitize_keypoints(kp, source=str(path), image_hw=image_hw)
         skeletons.append(kp)
-        scores.append(person.get("score"))
+        scores.append(_score(person.get("score"), f"{path} (person {i})"))
     idx = select_target(skeletons, scores=scores, image_hw=image_hw)
     return empty_pose() if idx is None else skeletons[idx]
 
@@ -133,7 +175,11 @@ def read_coco_results(path: str | Path) -> dict[Any, np.ndarray]:
     visibility flags 1/2 become confidence 1. Several detections of one image: highest score.
     """
     path = Path(path)
-    data = _load_json(path)
+    with _naming(path):
+        return _coco_from_data(_load_json(path), path)
+
+
+def _coco_from_data(data: Any, path: Path) -> dict[Any, np.ndarray]:
     id_to_name: dict[Any, str] = {}
     annotation_file = isinstance(data, dict)
     if annotation_file:
@@ -141,7 +187,10 @@ def read_coco_results(path: str | Path) -> dict[Any, np.ndarray]:
             raise KeypointFormatError(
                 f"{path}: expected a COCO results list or a dict with 'annotations'"
             )
-        id_to_name = {im["id"]: im["file_name"] for im in data.get("images", [])}
+        for j, im in enumerate(data.get("images", [])):
+            if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+                raise KeypointFormatError(f"{path}: image {j} lacks 'id' or 'file_name'")
+            id_to_name[im["id"]] = im["file_name"]
         data = data["annotations"]
     if not isinstance(data, list):
         raise KeypointFormatError(f"{path}: expected a list of detections, got {type(data)}")
@@ -149,7 +198,12 @@ def read_coco_results(path: str | Path) -> dict[Any, np.ndarray]:
     for i, det in enumerate(data):
         if not isinstance(det, dict) or "image_id" not in det or "keypoints" not in det:
             raise KeypointFormatError(f"{path}: detection {i} lacks 'image_id' or 'keypoints'")
-        kp = np.asarray(det["keypoints"], dtype=np.float64).reshape(-1)
+        try:
+            kp = np.asarray(det["keypoints"], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise KeypointFormatError(
+                f"{path}: detection {i} keypoints must be 51 numbers [x, y, v, ...] ({exc})"
+            ) from exc
         if kp.size != NUM_KEYPOINTS * 3:
             raise KeypointFormatError(
                 f"{path}: detection {i} has {kp.size} keypoint values, expected 51 (COCO-17)"
@@ -159,7 +213,7 @@ def read_coco_results(path: str | Path) -> dict[Any, np.ndarray]:
             kp[:, 2] = (kp[:, 2] > 0).astype(np.float64)
         kp = sanitize_keypoints(kp, source=f"{path} (detection {i})")
         key = id_to_name.get(det["image_id"], det["image_id"])
-        score = float(det.get("score", det.get("num_keypoints", 0.0)))
+        score = _score(det.get("score", det.get("num_keypoints", 0.0)), f"{path} (detection {i})")
         if key not in best or score > best[key][0]:
             best[key] = (score, kp)
     return {key: kp for key, (_, kp) in best.items()}
@@ -219,7 +273,7 @@ def read_market14_mat(
         names_path = txts[0]
     names_path = Path(names_path)
     try:
-        with h5py.File(mat_path, "r") as f:
+        with h5py.File(mat_path, "r") as f, _naming(mat_path):
             if "pp" not in f:
                 raise KeypointFormatError(f"{mat_path}: no dataset 'pp' (found {list(f.keys())})")
             pp = np.asarray(f["pp"], dtype=np.float32)
@@ -229,7 +283,10 @@ def read_market14_mat(
         pp = pp.T  # MATLAB column-major storage seen from HDF5
     if pp.ndim != 2 or pp.shape[1] != 28:
         raise KeypointFormatError(f"{mat_path}: dataset 'pp' must be (N, 28), got {pp.shape}")
-    lines = [ln.split() for ln in names_path.read_text(encoding="utf-8").splitlines()]
+    try:
+        lines = [ln.split() for ln in names_path.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as exc:
+        raise KeypointFormatError(f"{names_path}: image-name list is not UTF-8 ({exc})") from exc
     names = sorted(parts[0] for parts in lines if parts)
     if len(names) != pp.shape[0]:
         raise KeypointFormatError(
@@ -243,7 +300,8 @@ def read_market14_mat(
 def read_keypoint_file(path: str | Path, *, image_hw: Sequence[int] | None = None) -> np.ndarray:
     """Read one per-image keypoint JSON of either layout (KPR list or OpenPose dict)."""
     path = Path(path)
-    data = _load_json(path)
-    if isinstance(data, dict) and "people" in data:
-        return _openpose_from_data(data, path, image_hw)
-    return _kpr_from_data(data, path, image_hw)
+    with _naming(path):
+        data = _load_json(path)
+        if isinstance(data, dict) and "people" in data:
+            return _openpose_from_data(data, path, image_hw)
+        return _kpr_from_data(data, path, image_hw)

@@ -15,6 +15,11 @@ from torchreid_pgflkd.pose.contract import NUM_KEYPOINTS, VISIBILITY_THRESHOLD
 
 logger = logging.getLogger(__name__)
 
+# Estimators place a joint a few pixels outside the crop (a foot on the bottom edge), which
+# clipping fixes; a joint further out than this fraction of the image side is not in the image
+# and would sit on the border as a false visible joint, so it becomes invisible.
+OUTSIDE_TOLERANCE = 0.05
+
 
 class KeypointFormatError(ValueError):
     """A keypoint file (or array) that cannot be read; the message names the file."""
@@ -41,8 +46,9 @@ def sanitize_keypoints(
     Args:
         keypoints: ``(17, 3)`` array-like of ``(x, y, confidence)``.
         source: what the pose came from (a file name), used in error messages.
-        image_hw: ``(H, W)`` of the image; when given, coordinates are clipped to
-            ``[0, W] x [0, H]``.
+        image_hw: ``(H, W)`` of the image; when given, a visible joint further outside
+            ``[0, W] x [0, H]`` than ``OUTSIDE_TOLERANCE`` of the image side becomes invisible
+            and the others are clipped to it.
 
     Raises:
         KeypointFormatError: wrong shape, NaN/inf values, negative or NaN confidences.
@@ -70,6 +76,10 @@ def sanitize_keypoints(
     arr[~np.isfinite(arr)] = 0.0
     if image_hw is not None:
         h, w = float(image_hw[0]), float(image_hw[1])
+        tx, ty = OUTSIDE_TOLERANCE * w, OUTSIDE_TOLERANCE * h
+        x, y = arr[:, 0], arr[:, 1]
+        outside = (x < -tx) | (x > w + tx) | (y < -ty) | (y > h + ty)
+        arr[outside] = 0.0
         arr[:, 0] = np.clip(arr[:, 0], 0.0, w)
         arr[:, 1] = np.clip(arr[:, 1], 0.0, h)
     return arr.astype(np.float32)

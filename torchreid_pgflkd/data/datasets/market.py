@@ -33,7 +33,18 @@ class MarketLayoutDataset(PoseImageDataset):
                 raise ValueError(
                     f"{path}: file name does not follow PPPP_cC... (person id, camera)"
                 )
-            pid, cam = int(m.group(1)), int(m.group(2))
+            try:
+                pid = int(m.group(1))
+            except ValueError:
+                raise ValueError(
+                    f"{path}: person id {m.group(1)!r} is not an integer (PPPP_cC..., -1 = junk)"
+                ) from None
+            cam = int(m.group(2))
+            if cam < 1:  # c0 would silently become camera -1
+                raise ValueError(
+                    f"{path}: camera c{m.group(2)} in the file name; Market-style cameras are "
+                    "numbered from c1"
+                )
             if pid == -1:
                 continue
             rows.append((str(path), pid, cam - 1))

@@ -7,10 +7,15 @@
         external_annotation/pifpaf_keypoints_pifpaf_maskrcnn_filtering/<split>/
             <image file name>_keypoints.json
                 [{"keypoints": [[x, y, c] x 17], "is_target": true}, ...]  (target first)
-        meta.json                                    written last: its presence means complete
+        meta.json                                    written last; lists every file
 
 Generation is deterministic (same settings -> byte-identical files, with or without
-worker processes) and done once: a folder whose ``meta.json`` matches is reused.
+worker processes) and done once: a folder whose ``meta.json`` matches and whose listed files
+are all there is reused; any other is rebuilt, with a warning. Processes that generate the
+same benchmark at once take turns on a lock file beside the folder
+(``.<folder>.lock``); the one that builds writes into a hidden sibling
+(``.<folder>.tmp-<pid>``), fsyncs every file and renames it into place, so the folder under
+its final name is always whole.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import multiprocessing as mp
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 from tqdm import tqdm
@@ -34,6 +41,7 @@ from torchreid_pgflkd.data.synthetic.plan import (
     plan_images,
 )
 from torchreid_pgflkd.data.synthetic.scene import occluder_group, render_sample
+from torchreid_pgflkd.utils.locking import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +59,38 @@ def _rounded(keypoints) -> list[list[float]]:
     return [[round(float(x), 2), round(float(y), 2), round(float(c), 3)] for x, y, c in keypoints]
 
 
+def _path_error(exc: OSError, path: Path | str) -> OSError:
+    """``exc`` again, its message naming ``path`` (a full disk or a denied write says where)."""
+    if exc.errno is None:
+        return OSError(f"cannot write {path}: {exc}")
+    return OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _write_file(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write(f)`` into a new file at ``path``, flushed to disk before returning."""
+    try:
+        with open(path, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise _path_error(exc, path) from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the entries (new files, a rename) of directory ``path`` durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # directories cannot be opened on every platform
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _write_one(args: tuple[SyntheticSettings, ImageSpec, str]) -> dict:
     """Render and write one image and its keypoints; returns its meta.json entry."""
     settings, spec, out_dir = args
@@ -58,14 +98,15 @@ def _write_one(args: tuple[SyntheticSettings, ImageSpec, str]) -> dict:
     name = f"{spec.filename}.{settings.image_format}"
     image = Image.fromarray(sample.image)
     if settings.image_format == "jpg":
-        image.save(Path(out_dir) / spec.split / name, format="JPEG", quality=95)
+        _write_file(Path(out_dir) / spec.split / name, lambda f: image.save(f, "JPEG", quality=95))
     else:
-        image.save(Path(out_dir) / spec.split / name, format="PNG")
+        _write_file(Path(out_dir) / spec.split / name, lambda f: image.save(f, format="PNG"))
     skeletons = [
         {"keypoints": _rounded(pts), "is_target": bool(is_target)}
         for pts, is_target in sample.skeletons
     ]
-    keypoint_path(out_dir, spec.split, name).write_text(json.dumps(skeletons))
+    text = json.dumps(skeletons).encode()
+    _write_file(keypoint_path(out_dir, spec.split, name), lambda f: f.write(text))
     target = sample.skeletons[0][0]
     return {
         "file": name,
@@ -79,16 +120,40 @@ def _write_one(args: tuple[SyntheticSettings, ImageSpec, str]) -> dict:
     }
 
 
-def _is_complete(path: Path, settings: SyntheticSettings) -> bool:
+def _problem(path: Path, settings: SyntheticSettings) -> str | None:
+    """Why ``path`` is not a complete benchmark for ``settings``; None when it is one."""
     meta_file = path / META_FILE
     if not meta_file.is_file():
-        return False
+        return f"no {META_FILE} (generation did not finish)"
     try:
         meta = json.loads(meta_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    same_format = meta.get("format_version") == FORMAT_VERSION
-    return same_format and meta.get("settings") == settings.to_dict()
+        listed = [(split, e["file"]) for split in SPLITS for e in meta["images"][split]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable {META_FILE} ({exc})"
+    if meta.get("format_version") != FORMAT_VERSION or meta.get("settings") != settings.to_dict():
+        return f"{META_FILE} is of another format version or other settings"
+    missing = []
+    for split, name in listed:
+        for file in (path / split / name, keypoint_path(path, split, name)):
+            try:
+                if file.stat().st_size == 0:
+                    missing.append(file)
+            except OSError:
+                missing.append(file)
+    if missing:
+        rel = missing[0].relative_to(path)
+        return (
+            f"{len(missing)} of the {2 * len(listed)} files {META_FILE} lists are missing or "
+            f"empty (e.g. {rel})"
+        )
+    return None
+
+
+def _remove(path: Path) -> None:
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot remove {path}: {exc.strerror or exc}") from exc
 
 
 def generate_from_settings(
@@ -101,24 +166,58 @@ def generate_from_settings(
 ) -> Path:
     """``generate`` for a ready ``SyntheticSettings``; returns the dataset directory."""
     out = Path(root).expanduser() / settings.dirname
-    if not overwrite and _is_complete(out, settings):
+    if not overwrite and _problem(out, settings) is None:
         logger.info("synthetic benchmark already generated at %s", out)
         return out
-    if out.exists():
-        if not out.name.startswith("pgflkd_synthetic_"):  # never delete what is not ours
+    with file_lock(out.parent / f".{out.name}.lock"):
+        problem = "overwrite=True" if overwrite else _problem(out, settings)
+        if problem is None:  # another process built it while this one waited for the lock
+            logger.info("synthetic benchmark generated by another process at %s", out)
+            return out
+        if out.exists() and not out.is_dir():
             raise FileExistsError(f"{out} exists and is not a synthetic benchmark folder")
-        logger.warning("regenerating %s (incomplete or overwrite=True)", out)
-        shutil.rmtree(out)
+        # Left by a builder that was killed: only the lock holder creates these.
+        for stale in sorted(out.parent.glob(f".{out.name}.tmp-*")) + sorted(
+            out.parent.glob(f".{out.name}.old-*")
+        ):
+            logger.info("removing %s, left by an interrupted generation", stale)
+            _remove(stale)
+        if out.exists():
+            logger.warning("rebuilding the synthetic benchmark at %s: %s", out, problem)
+        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        start = time.perf_counter()
+        try:
+            count = _build(tmp, settings, progress=progress, num_workers=num_workers)
+            if out.exists():  # a directory cannot be renamed over a non-empty one
+                os.rename(out, old)
+            os.rename(tmp, out)
+            _fsync_dir(out.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        shutil.rmtree(old, ignore_errors=True)  # what is left is removed by the next build
+    logger.info("generated %d images in %.1f s at %s", count, time.perf_counter() - start, out)
+    return out
+
+
+def _build(
+    out: Path, settings: SyntheticSettings, *, progress: bool, num_workers: int | None
+) -> int:
+    """Write every image, keypoint file and finally ``meta.json`` into the new folder ``out``;
+    returns the number of images."""
     specs = plan_images(settings)
     for split in SPLITS:
-        (out / split).mkdir(parents=True, exist_ok=True)
-        (out / KEYPOINT_DIR / split).mkdir(parents=True, exist_ok=True)
+        for folder in (out / split, out / KEYPOINT_DIR / split):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _path_error(exc, folder) from exc
     jobs = [(settings, spec, str(out)) for split in SPLITS for spec in specs[split]]
     if num_workers is None:  # processes pay off only beyond a few hundred images
         num_workers = min(os.cpu_count() or 1, 8) if len(jobs) > 300 else 0
     if mp.current_process().daemon:  # e.g. inside a DataLoader worker: no children allowed
         num_workers = 0
-    start = time.perf_counter()
     bar = tqdm(total=len(jobs), desc="synthetic benchmark", unit="img", disable=not progress)
     if num_workers > 1:
         methods = mp.get_all_start_methods()
@@ -154,11 +253,13 @@ def generate_from_settings(
         "keypoints": str(KEYPOINT_DIR / "<split>" / "<image file name>_keypoints.json"),
         "images": images,
     }
-    tmp = out / f"{META_FILE}.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, out / META_FILE)  # last and atomic: its presence means "complete"
-    logger.info("generated %d images in %.1f s at %s", len(jobs), time.perf_counter() - start, out)
-    return out
+    for split in SPLITS:
+        _fsync_dir(out / split)
+        _fsync_dir(out / KEYPOINT_DIR / split)
+    text = json.dumps(meta, indent=1).encode()
+    _write_file(out / META_FILE, lambda f: f.write(text))
+    _fsync_dir(out)
+    return len(jobs)
 
 
 def generate(

@@ -1,0 +1,1 @@
+"""Small shared utilities: atomic files, locks, module helpers."""
