@@ -135,9 +135,10 @@ def _read_split(
 def _cache_key(folder: Path, matched: Sequence[tuple[str, Path]], num_images: int) -> str:
     """Hash of what the cache is built from: every file read, down to its size and times.
 
-    Size and modification time alone miss a same-size rewrite within the file system's time
-    resolution or with its time restored; the change time (which nothing sets back) closes
-    that gap, at the cost of one rebuild after a ``chmod``.
+    The change time (which, unlike the modification time, no tool sets back) also catches a
+    rewrite whose modification time was restored, at the cost of one rebuild after a ``chmod``.
+    Not caught: a same-size rewrite within the file system's time resolution of the previous
+    write (milliseconds on ext4, seconds on some network file systems).
     """
     h = hashlib.sha1(f"{CACHE_KEY_VERSION}|{folder.resolve()}|{num_images}".encode())
     for name, path in matched:
