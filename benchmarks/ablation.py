@@ -1,14 +1,18 @@
-"""The paper's ablations on the embedded benchmark, several seeds, mean and spread.
+"""Ablations and controls on the embedded or the CUHK03 benchmark: several seeds, every test
+set, mean, spread and the paired per-seed gain over the baseline.
 
-Variants (all evaluated pose-free, main branch only, on the occluded queries):
-MB only (the BNNeck baseline) / MB + FEB / MB + SAB / MB + FEB + SAB + KD /
-MB + FEB + SAB + interaction / full PGFL-KD. Each seed changes the data and the training.
+Variants (all evaluated pose-free, main branch only): the paper's ablations (MB only = the
+BNNeck baseline, +FEB, +SAB, +KD, +interaction, full PGFL-KD) and the controls of
+``torchreid_pgflkd.config.experiment.VARIANTS``. On the embedded benchmark each seed changes
+the data and the training; on CUHK03 (fixed data) the training only.
 
-    python benchmarks/ablation.py [--seeds 0 1 2] [--variants ...] [--output DIR] [KEY VALUE ...]
+    python benchmarks/ablation.py [--benchmark embedded|cuhk03] [--seeds 0 1 2]
+        [--variants ...] [--data-root DIR] [--validate] [--work-dir DIR] [--output JSON]
+        [KEY VALUE ...]
 
-Writes ``benchmarks/results/ablation.json`` (every run and the summary) and prints the table.
-A run already in ``--output`` (its ``record.json``) is reused, so an interrupted sweep resumes
-and ``pgflkd run --seed N --output outputs/ablation/seedN`` counts for baseline and full.
+Writes ``benchmarks/results/ablation_<benchmark>.json`` (every run and the summary) and prints
+the table. A run already in ``--work-dir`` (its ``record.json``) is reused, so an interrupted
+sweep resumes and ``pgflkd run --seed N --output <work-dir>/seedN`` counts for its variants.
 """
 
 from __future__ import annotations
@@ -16,41 +20,111 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import statistics
 from pathlib import Path
+from typing import Any
 
-import torch
+import _suite
 from tabulate import tabulate
 
-from torchreid_pgflkd.experiments.embedded import (
+from torchreid_pgflkd.config.experiment import (
     VARIANT_LABELS,
     VARIANTS,
     embedded_config,
+    real_config,
     train_variant,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ORDER = ["baseline", "+feb", "+sab", "+kd", "+interaction", "pgflkd"]
+METRICS = ("rank1", "mAP", "mINP")
 logger = logging.getLogger("ablation")
 
 
+def _stats(values: list[float]) -> dict[str, Any]:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "values": values,
+    }
+
+
+def summarise(runs: dict[str, dict[int, dict]], reference: str = "baseline") -> dict[str, Any]:
+    """Per variant and test set: mean / sample std of each metric (percent), and the paired
+    per-seed gain over ``reference`` on the seeds both ran."""
+    summary: dict[str, Any] = {}
+    ref = runs.get(reference, {})
+    for variant, by_seed in runs.items():
+        if not by_seed:
+            continue
+        first = next(iter(by_seed.values()))
+        targets: dict[str, Any] = {}
+        for target in first["targets"]:
+            entry = {m: _stats([100 * r["targets"][target][m] for r in by_seed.values()])
+                     for m in METRICS}  # fmt: skip
+            paired = sorted(set(by_seed) & set(ref))
+            if variant != reference and paired:
+                entry["gain_over_" + reference] = {
+                    m: _stats([
+                        100 * (by_seed[s]["targets"][target][m] - ref[s]["targets"][target][m])
+                        for s in paired
+                    ])
+                    for m in METRICS
+                }  # fmt: skip
+                entry["paired_seeds"] = paired
+            targets[target] = entry
+        seconds = [r["train_and_eval_seconds"] for r in by_seed.values()]
+        summary[variant] = {
+            "label": VARIANT_LABELS.get(variant, variant),
+            "seeds": sorted(by_seed),
+            "targets": targets,
+            "train_and_eval_seconds": _stats(seconds),
+        }
+    return summary
+
+
+def table(summary: dict[str, Any]) -> str:
+    rows = []
+    for s in summary.values():
+        for target, t in s["targets"].items():
+            gain = t.get("gain_over_baseline")
+            rows.append([
+                s["label"], target,
+                *(f"{t[m]['mean']:.1f} ± {t[m]['std']:.1f}" for m in METRICS),
+                f"{gain['rank1']['mean']:+.1f} / {gain['mAP']['mean']:+.1f}" if gain else "",
+                f"{s['train_and_eval_seconds']['mean']:.0f}",
+            ])  # fmt: skip
+    headers = ["variant", "test set", "Rank-1", "mAP", "mINP",
+               "paired gain R1 / mAP", "seconds"]  # fmt: skip
+    return tabulate(rows, headers=headers, tablefmt="github")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = _suite.parser(__doc__, "ablation")
+    parser.add_argument("--benchmark", choices=("embedded", "cuhk03"), default="embedded")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=ORDER, choices=sorted(VARIANTS))
-    parser.add_argument("--preset", default="cpu", choices=("cpu", "gpu"))
-    parser.add_argument("--output", type=Path, default=Path("outputs/ablation"))
-    parser.add_argument("--json", type=Path, default=RESULTS / "ablation.json")
+    parser.add_argument("--preset", default="cpu", choices=("cpu", "gpu"), help="embedded only")
+    parser.add_argument("--data-root", default="", help="cuhk03: folder with the real data")
+    parser.add_argument("--validate", action="store_true", help="cuhk03: held-out train people")
+    parser.add_argument("--work-dir", type=Path, default=None, help="default outputs/ablation_*")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    _suite.setup_logging()
+    name = args.benchmark + ("_val" if args.validate else "")
+    if args.output == _suite.RESULTS / "ablation.json":
+        args.output = _suite.RESULTS / f"ablation_{name}.json"
+    work_dir = args.work_dir or Path(f"outputs/ablation_{name}")
+    opts = [*args.opts, *(["data.root", args.data_root] if args.data_root else [])]
 
     runs: dict[str, dict[int, dict]] = {v: {} for v in args.variants}
     for seed in args.seeds:
-        cfg = embedded_config(seed=seed, preset=args.preset, opts=list(args.opts))
+        if args.benchmark == "embedded":
+            cfg = embedded_config(seed=seed, preset=args.preset, opts=opts)
+        else:
+            cfg = real_config(seed=seed, preset="cuhk03_val" if args.validate else "cuhk03",
+                              opts=opts)  # fmt: skip
         for variant in args.variants:
-            out = args.output / f"seed{seed}"
+            out = work_dir / f"seed{seed}"
             done = out / variant / "record.json"
             if done.is_file():
                 runs[variant][seed] = json.loads(done.read_text())
@@ -59,60 +133,32 @@ def main() -> None:
             record, _ = train_variant(cfg, variant, out, progress=False)  # writes record.json
             runs[variant][seed] = record
             logger.info(
-                "seed %d %s: Rank-1 %.1f mAP %.1f",
-                seed,
-                variant,
-                100 * record["rank1"],
-                100 * record["mAP"],
-            )
+                "seed %d %s: %s", seed, variant,
+                "; ".join(f"{t} R1 {100 * r['rank1']:.1f} mAP {100 * r['mAP']:.1f}"
+                          for t, r in record["targets"].items()),
+            )  # fmt: skip
 
-    summary = {}
     for by_seed in runs.values():
         for record in by_seed.values():
             record.pop("cmc", None)
-    for variant, by_seed in runs.items():
-        stats = {}
-        for key in ("rank1", "mAP", "mINP", "train_and_eval_seconds"):
-            values = [
-                r[key] * (100 if key != "train_and_eval_seconds" else 1) for r in by_seed.values()
-            ]
-            stats[key] = {
-                "mean": statistics.fmean(values),
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                "values": values,
-            }
-        summary[variant] = {"label": VARIANT_LABELS[variant], **stats}
-    rows = [
-        [
-            s["label"],
-            f"{s['rank1']['mean']:.1f} ± {s['rank1']['std']:.1f}",
-            f"{s['mAP']['mean']:.1f} ± {s['mAP']['std']:.1f}",
-            f"{s['mINP']['mean']:.1f} ± {s['mINP']['std']:.1f}",
-            f"{s['train_and_eval_seconds']['mean']:.0f}",
-        ]
-        for s in summary.values()
-    ]
-    table = tabulate(
-        rows, headers=["variant", "Rank-1", "mAP", "mINP", "seconds"], tablefmt="github"
-    )
-    print(table)
+            for res in record.get("targets", {}).values():
+                res.pop("cmc", None)
+    summary = summarise(runs)
+    text = table(summary)
+    print(text)
     first = next(iter(runs[args.variants[0]].values()))
     report = {
-        "benchmark": "embedded procedural occluded benchmark (synthetic)",
+        "benchmark": name,
         "seeds": args.seeds,
-        "preset": args.preset,
         "overrides": list(args.opts),
         "settings": first["settings"],
-        "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
-        "note": "metrics in percent; mean and sample standard deviation over seeds; "
-        "each seed changes both the generated data and the training seed",
+        "note": "metrics in percent; mean and sample standard deviation over seeds; gains are "
+        "paired per seed (same seed, same data) against the baseline",
         "summary": summary,
         "runs": {v: {str(s): r for s, r in by_seed.items()} for v, by_seed in runs.items()},
-        "table": table,
+        "table": text,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1, default=float) + "\n")
-    logger.info("wrote %s", args.json)
+    _suite.write_report(report, args.output)
 
 
 if __name__ == "__main__":

@@ -10,27 +10,22 @@ Shows how much of its teachers' (FEB, SAB) accuracy the pose-free main branch to
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 from pathlib import Path
 
-from torchreid_pgflkd.cli import common
-from torchreid_pgflkd.config import load_config
-from torchreid_pgflkd.engine import checkpoint as ckpt_io
+import _suite
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from torchreid_pgflkd.config import build, load_config
+from torchreid_pgflkd.engine import checkpoint as ckpt_io
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = _suite.parser(__doc__, "branch_eval")
     parser.add_argument("--run", type=Path, required=True, help="folder with config.yaml, last.pth")
-    parser.add_argument("--output", type=Path, default=RESULTS / "branch_eval.json")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _suite.setup_logging()
     cfg = load_config(args.run / "config.yaml")
-    datamanager = common.build_datamanager(cfg, train=False)
-    engine = common.build_engine(cfg, datamanager, progress=False)
+    datamanager = build.build_datamanager(cfg, train=False)
+    engine = build.build_engine(cfg, datamanager, progress=False)
     ckpt_io.load_checkpoint(args.run / "last.pth", model=engine.model, restore_rng=False)
     results = engine.evaluate_branches(metric=cfg.test.metric)
     keys = ("rank1", "rank5", "mAP", "mINP")
@@ -40,9 +35,7 @@ def main() -> None:
         "keypoints; fractions in [0, 1]",
         "branches": {name: {k: r[k] for k in keys} for name, r in results.items()},
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=1) + "\n")
-    logging.info("wrote %s", args.output)
+    _suite.write_report(report, args.output)
 
 
 if __name__ == "__main__":

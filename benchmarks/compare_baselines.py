@@ -58,11 +58,10 @@ from yacs.config import CfgNode as CN
 
 import torchreid_pgflkd
 from torchreid_pgflkd import compat
-from torchreid_pgflkd.cli import common
-from torchreid_pgflkd.config import load_config
+from torchreid_pgflkd.config import build, load_config
+from torchreid_pgflkd.config.experiment import VARIANTS, embedded_config, train_variant
 from torchreid_pgflkd.engine.distributed import seed_everything
 from torchreid_pgflkd.evaluation import evaluate_features, write_results_json
-from torchreid_pgflkd.experiments.embedded import VARIANTS, embedded_config, train_variant
 
 logger = logging.getLogger("compare_baselines")
 REPO = Path(__file__).resolve().parents[1]
@@ -210,9 +209,9 @@ def inference_cost(model: torch.nn.Module, image_hw: tuple[int, int]) -> dict[st
 
 def train_torchreid(cfg: CN, name: str, engine_kind: str, work_dir: Path) -> dict[str, Any]:
     """Train torchreid's ``name`` with its ``engine_kind`` engine on our data; score it."""
-    cfg = common.prepare_synthetic(cfg, progress=False)
-    device = common.adapters.resolve_device(cfg)
-    datamanager = common.build_datamanager(cfg)
+    cfg = build.prepare_synthetic(cfg, progress=False)
+    device = build.adapters.resolve_device(cfg)
+    datamanager = build.build_datamanager(cfg)
     seed_everything(cfg.train.seed)
     model = compat.build_torchreid_model(
         name, datamanager.num_train_pids, loss=engine_kind, pretrained=cfg.model.pretrained
@@ -322,7 +321,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = build_config(args)
     models = parse_models(args.models)
-    device = common.adapters.resolve_device(cfg)
+    device = build.adapters.resolve_device(cfg)
     logger.info(
         "data %s -> %s at %dx%d, %d epochs, seed %d, device %s",
         list(cfg.data.sources),
@@ -348,7 +347,7 @@ def main() -> None:
             records.append({"model": name, "label": label, "status": reason})
     print(table(records))
 
-    prepared = common.prepare_synthetic(cfg, progress=False)
+    prepared = build.prepare_synthetic(cfg, progress=False)
     note = (
         SMOKE_NOTE
         if args.smoke

@@ -6,30 +6,24 @@ Needs ../shared/data (the project's real test data). Writes benchmarks/results/d
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 import time
-from pathlib import Path
 
-import torch
+import _suite
 
 import torchreid_pgflkd  # noqa: F401  (registers the datasets)
 from torchreid_pgflkd.data.datamanager import PoseDataManager
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = _suite.parser(__doc__, "data_loading")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    if not DATA.is_dir():
-        raise SystemExit(f"real data not found at {DATA}")
+    DATA = _suite.require_shared_data()
     mat = DATA / "keypoints" / "market1501_train_14point" / "market1501_14point_train.mat"
     dm = PoseDataManager(
         root=str(DATA / "market1501_mini"),
@@ -58,12 +52,8 @@ def main() -> None:
         "workers": args.workers,
         "image_size": [256, 128],
         "pose_maps_shape": list(batch["pose_maps"].shape[1:]),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
     }
-    out = Path(__file__).resolve().parent / "results" / "data_loading.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    _suite.write_report(result, args.output)
     print(json.dumps(result, indent=2))
 
 

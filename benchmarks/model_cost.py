@@ -14,35 +14,27 @@ as a ratio to ``bnneck_resnet50`` so that machine noise cancels out.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import platform
 import statistics
 import time
-from pathlib import Path
 
+import _suite
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 import torchreid_pgflkd
 from torchreid_pgflkd import compat
 from torchreid_pgflkd.models import BNNeckReID, build_pgflkd, to_deploy
+from torchreid_pgflkd.models.cost import count_params, forward_gflops
+from torchreid_pgflkd.pose import feature_size
 
 logger = logging.getLogger("model_cost")
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def count_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = _suite.parser(__doc__, "model_cost")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--output", type=Path, default=RESULTS / "model_cost.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
@@ -59,7 +51,7 @@ def main() -> None:
         ).eval(),
     }
     images = torch.randn(args.batch, 3, *hw)
-    pose = torch.rand(args.batch, pgflkd.num_parts + 1, 16, 8)
+    pose = torch.rand(args.batch, pgflkd.num_parts + 1, *feature_size(hw))
 
     def run(name: str) -> None:
         with torch.no_grad():
@@ -70,11 +62,10 @@ def main() -> None:
 
     results: dict[str, dict] = {}
     for name, model in models.items():
-        with FlopCounterMode(display=False) as counter:
-            run(name)
+        inputs = (images, pose) if name == "pgflkd_train" else (images,)
         results[name] = {
             "params": count_params(model),
-            "gflops_per_image": counter.get_total_flops() / args.batch / 1e9,
+            "gflops_per_image": forward_gflops(model, *inputs) / args.batch,
             "latency_ms": [],
         }
         logger.info("%s: %d params", name, results[name]["params"])
@@ -103,15 +94,12 @@ def main() -> None:
         "rounds": args.rounds,
         "threads": args.threads,
         "device": "cpu",
-        "machine": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
         "pgflkd_version": torchreid_pgflkd.__version__,
         "note": "FLOPs counted by torch.utils.flop_counter (multiply-add = 2 FLOPs); "
         "latency medians, no-grad forward, interleaved in one process",
         "models": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    _suite.write_report(report, args.output)
     for name, res in results.items():
         logger.info(
             "%-20s params %10d (x%.4f)  GFLOPs/img %6.2f  latency x%.2f",
@@ -121,7 +109,6 @@ def main() -> None:
             res["gflops_per_image"],
             res["latency_ratio_vs_bnneck_resnet50"],
         )
-    logger.info("wrote %s", args.output)
 
 
 if __name__ == "__main__":

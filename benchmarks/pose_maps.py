@@ -6,12 +6,10 @@ Writes benchmarks/results/pose_maps.json.
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import time
-from pathlib import Path
 
+import _suite
 import torch
 
 from torchreid_pgflkd.pose import PoseMapper
@@ -20,7 +18,7 @@ TARGET = 5000.0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = _suite.parser(__doc__, "pose_maps")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
@@ -43,12 +41,8 @@ def main() -> None:
         "repeats": args.repeats,
         "out_shape": list(maps.shape),
         "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
     }
-    out = Path(__file__).resolve().parent / "results" / "pose_maps.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    _suite.write_report(result, args.output)
     print(json.dumps(result, indent=2))
 
 

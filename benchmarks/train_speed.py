@@ -44,9 +44,9 @@ import torch
 
 import torchreid_pgflkd
 from torchreid_pgflkd import compat
-from torchreid_pgflkd.cli import common
+from torchreid_pgflkd.config import build
+from torchreid_pgflkd.config.experiment import embedded_config
 from torchreid_pgflkd.evaluation import write_results_json
-from torchreid_pgflkd.experiments.embedded import embedded_config
 
 logger = logging.getLogger("train_speed")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -146,7 +146,7 @@ def pgflkd_step(cfg: Any, datamanager: Any, amp: str) -> Callable[[dict[str, Any
     cfg.defrost()
     cfg.train.amp = amp
     cfg.freeze()
-    engine = common.build_engine(cfg, datamanager, progress=False)
+    engine = build.build_engine(cfg, datamanager, progress=False)
     engine.set_model_mode("train")
     return engine.forward_backward
 
@@ -181,8 +181,8 @@ def main() -> None:
     device = torch.device(args.device)
     if args.batch % 4:
         raise SystemExit(f"--batch must be a multiple of 4 (4 images per id), got {args.batch}")
-    cfg = common.prepare_synthetic(base_config(args), progress=False)
-    datamanager = common.build_datamanager(cfg)
+    cfg = build.prepare_synthetic(base_config(args), progress=False)
+    datamanager = build.build_datamanager(cfg)
     batches = materialise_batches(datamanager, args.warmup + args.steps)
     logger.info(
         "%d batches of %d images at %dx%d, %d pose channels",
@@ -204,7 +204,7 @@ def main() -> None:
         steps[f"pgflkd{suffix}"] = pgflkd_step(cfg, datamanager, amp)
         if not args.no_share_layer4:
             shared = base_config(args, "model.backbone", "resnet50", "model.share_layer4", "True")
-            shared = common.prepare_synthetic(shared, progress=False)
+            shared = build.prepare_synthetic(shared, progress=False)
             steps[f"pgflkd_share_layer4{suffix}"] = pgflkd_step(shared, datamanager, amp)
     steps[BASELINE] = torchreid_step(datamanager, device, args.lr, args.seed)
 

@@ -17,6 +17,7 @@ from torchreid_pgflkd.engine import checkpoint as ckpt_io
 from torchreid_pgflkd.models import build_pgflkd, to_deploy
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "embedded.yaml"
+WORKER = Path(__file__).resolve().parents[1] / "engine" / "ddp_worker.py"
 
 
 @pytest.fixture
@@ -88,8 +89,7 @@ def test_two_process_gloo_training_keeps_ranks_identical(tiny_opts: list[str]) -
     opts = [*tiny_opts, "synthetic.num_train_ids", "8", "sampler.batch_size", "4"]
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        f"--master_port={_free_port()}", str(Path(__file__).with_name("ddp_worker.py")),
-        str(CONFIG), *opts,
+        f"--master_port={_free_port()}", str(WORKER), str(CONFIG), *opts,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

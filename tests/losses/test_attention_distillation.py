@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchreid_pgflkd.losses import LossWeights, compute_losses
+from torchreid_pgflkd.losses import LossSettings, LossWeights, compute_losses
 from torchreid_pgflkd.losses.distillation import attention_distillation
+from torchreid_pgflkd.models import BranchOutput, TrainOutput
 
 
 def test_zero_when_student_matches_masked_teacher_up_to_scale() -> None:
@@ -43,13 +44,13 @@ def test_objective_names_the_term_and_ablation_weight_switches_it_off() -> None:
     pids = torch.tensor([0, 0, 1, 1])
     pose = torch.rand(b, 7, h, w)
 
-    def branch() -> dict[str, torch.Tensor]:
-        return {"feat": torch.randn(b, d), "bn_feat": torch.randn(b, d),
-                "logits": torch.randn(b, c), "activation": torch.rand(b, h, w)}  # fmt: skip
+    def branch() -> BranchOutput:
+        return BranchOutput(feat=torch.randn(b, d), bn_feat=torch.randn(b, d),
+                            logits=torch.randn(b, c), activation=torch.rand(b, h, w))  # fmt: skip
 
-    outputs = {"mb": branch(), "feb": branch()}
+    outputs = TrainOutput(branches={"mb": branch(), "feb": branch()})
     assert "loss_mb_kdattn_feb" in compute_losses(outputs, pids, pose)
-    off = compute_losses(outputs, pids, pose, weights=LossWeights(kd_attn=0.0))
+    off = compute_losses(outputs, pids, pose, LossSettings(weights=LossWeights(kd_attn=0.0)))
     assert "loss_mb_kdattn_feb" not in off
 
 

@@ -1,10 +1,16 @@
-"""``pgflkd run``: the main job. Generate the embedded occluded benchmark, train the plain
-BNNeck baseline and PGFL-KD on the same backbone, evaluate both pose-free on the occluded
-queries, and print the comparison.
+"""``pgflkd run``: the main job. Train the plain BNNeck baseline and PGFL-KD on the same
+backbone, evaluate both pose-free, and print the comparison.
+
+``--benchmark embedded`` (default) generates the procedural occluded benchmark and tests on
+its occluded queries. ``--benchmark cuhk03`` trains on real CUHK03 crops with BlazePose
+keypoints and tests on 100 other CUHK03 people and on Partial-REID (occluded and partial
+queries); ``--validate`` trains on 643 of the CUHK03 people and evaluates on the 100 held out
+instead (the split where choices are made).
 
 Writes to ``--output``: ``results.json``, ``<variant>/last.pth`` (+ config), ``cmc.png``,
-``ranked_list.png`` and ``activations.png`` (pose maps and each branch's activation over a
-few occluded queries).
+``ranked_list.png``, ``activations.png`` (pose maps and each branch's activation over a few
+occluded queries) and, on real data, ``train_poses.png`` (keypoints and part maps of a few
+training crops as the model sees them).
 """
 
 from __future__ import annotations
@@ -15,19 +21,31 @@ import logging
 import time
 from pathlib import Path
 
-from torchreid_pgflkd.cli import common
+from torchreid_pgflkd.utils.io import write_json
 
-HELP = "main job: baseline vs PGFL-KD on the embedded occluded benchmark (no data needed)"
+HELP = "main job: baseline vs PGFL-KD on the embedded occluded benchmark (or --benchmark cuhk03)"
+BENCHMARKS = ("embedded", "cuhk03")
 logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", default="outputs/embedded", help="results folder")
+    parser.add_argument(
+        "--benchmark", choices=BENCHMARKS, default="embedded", help="generated or real images"
+    )
+    parser.add_argument("--output", default="", help="results folder (outputs/<benchmark>)")
     parser.add_argument("--seed", type=int, default=0, help="data and training seed")
     parser.add_argument(
-        "--preset", choices=("cpu", "gpu"), default="cpu", help="cpu: minutes on 2 cores"
+        "--preset", choices=("cpu", "gpu"), default="cpu", help="embedded: cpu = minutes on 2 cores"
     )
-    parser.add_argument("--data-root", default="", help="where the benchmark is generated")
+    parser.add_argument(
+        "--data-root",
+        default="",
+        help="embedded: where it is generated; cuhk03: the folder holding cuhk03_pair1/, "
+        "partial_reid/ and keypoints/blazepose/ (default reid-data)",
+    )
+    parser.add_argument(
+        "--validate", action="store_true", help="cuhk03: evaluate on 100 held-out train people"
+    )
     parser.add_argument(
         "--variants",
         default="baseline,pgflkd",
@@ -38,13 +56,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torchreid_pgflkd.experiments.embedded import embedded_config, train_variant
+    from torchreid_pgflkd.config.experiment import embedded_config, real_config, train_variant
 
-    output = Path(args.output)
     opts = list(args.opts)
     if args.data_root:
         opts += ["data.root", args.data_root]
-    cfg = embedded_config(seed=args.seed, preset=args.preset, opts=opts)
+    if args.benchmark == "embedded":
+        if args.validate:
+            raise ValueError("--validate is for --benchmark cuhk03")
+        cfg = embedded_config(seed=args.seed, preset=args.preset, opts=opts)
+    else:
+        if args.preset != "cpu":
+            raise ValueError("--preset applies to the embedded benchmark only")
+        preset = "cuhk03_val" if args.validate else "cuhk03"
+        cfg = real_config(seed=args.seed, preset=preset, opts=opts)
+    default_out = f"outputs/{args.benchmark}" + ("_val" if args.validate else "")
+    output = Path(args.output or default_out)
     progress = not args.no_progress
     start = time.perf_counter()
     records, engines = {}, {}
@@ -52,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         records[variant], engines[variant] = train_variant(cfg, variant, output, progress=progress)
     summary = {
         "command": "pgflkd run",
+        "benchmark": args.benchmark + (" (validation)" if args.validate else ""),
         "seed": args.seed,
         "preset": args.preset,
         "total_seconds": time.perf_counter() - start,
@@ -60,13 +88,16 @@ def run(args: argparse.Namespace) -> int:
     if "baseline" in records and "pgflkd" in records:
         b, p = records["baseline"], records["pgflkd"]
         summary["gain_points"] = {k: 100 * (p[k] - b[k]) for k in ("rank1", "mAP", "mINP")}
-    common.write_json(summary, output / "results.json")
+        summary["gain_points_per_target"] = {
+            name: {k: 100 * (p["targets"][name][k] - res[k]) for k in ("rank1", "mAP", "mINP")}
+            for name, res in b["targets"].items()
+        }
+    write_json(summary, output / "results.json")
     _figures(records, engines, output)
     print(_table(records))
-    if "gain_points" in summary:
-        g = summary["gain_points"]
+    for name, g in summary.get("gain_points_per_target", {}).items():
         print(
-            f"PGFL-KD vs baseline: Rank-1 {g['rank1']:+.1f}, mAP {g['mAP']:+.1f}, "
+            f"PGFL-KD vs baseline on {name}: Rank-1 {g['rank1']:+.1f}, mAP {g['mAP']:+.1f}, "
             f"mINP {g['mINP']:+.1f} points (seed {args.seed})"
         )
     print(f"results, checkpoints and figures in {output} ({summary['total_seconds']:.0f} s)")
@@ -79,46 +110,63 @@ def _table(records: dict) -> str:
     rows = [
         [
             r["label"],
-            f"{100 * r['rank1']:.1f}",
-            f"{100 * r['rank5']:.1f}",
-            f"{100 * r['mAP']:.1f}",
-            f"{100 * r['mINP']:.1f}",
+            name,
+            f"{100 * t['rank1']:.1f}",
+            f"{100 * t['rank5']:.1f}",
+            f"{100 * t['mAP']:.1f}",
+            f"{100 * t['mINP']:.1f}",
             f"{r['train_and_eval_seconds']:.0f}",
             f"{r['deployed']['params'] / 1e6:.2f}",
             f"{r['deployed']['gflops']:.3f}",
         ]
         for r in records.values()
+        for name, t in r["targets"].items()
     ]
-    headers = ["model (MB at test, no pose)", "Rank-1", "Rank-5", "mAP", "mINP",
+    headers = ["model (MB at test, no pose)", "test set", "Rank-1", "Rank-5", "mAP", "mINP",
                "train+eval s", "params M", "GFLOPs/img"]  # fmt: skip
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
 def _figures(records: dict, engines: dict, output: Path) -> None:
-    """CMC plot, a ranked-list image (PGFL-KD's) and the pose / branch-activation image."""
+    """CMC plot, a ranked-list image (PGFL-KD's) and the pose / branch-activation images."""
     from torchreid_pgflkd.evaluation import pairwise_distance, plot_cmc, save_ranked_lists
     from torchreid_pgflkd.evaluation.activations import save_activation_figure
 
-    plot_cmc({r["label"]: r["cmc"] for r in records.values()}, output / "cmc.png")
+    curves = {
+        f"{r['label']}" + (f" | {t}" if len(r["targets"]) > 1 else ""): res["cmc"]
+        for r in records.values()
+        for t, res in r["targets"].items()
+    }
+    plot_cmc(curves, output / "cmc.png")
     name = "pgflkd" if "pgflkd" in engines else next(iter(engines))
     engine = engines[name]
-    (dataset,) = engine.last_results
     dm = engine.datamanager
+    # The most occluded test set is the one to look at: Partial-REID's occluded queries if there.
+    dataset = next(
+        (t for t in engine.last_results if "occluded" in t), next(iter(engine.last_results))
+    )
     q, g = engine.last_features[dataset]  # extracted by the final evaluation
     save_ranked_lists(
         pairwise_distance(q["feat"], g["feat"], "euclidean"),
         q["paths"], g["paths"], q["pids"], g["pids"], q["camids"], g["camids"],
         output / "ranked_list.png",
     )  # fmt: skip
-    paths, keypoints = _most_occluded_queries(Path(q["paths"][0]).parent.parent, 6)
-    save_activation_figure(
-        {n: e.model for n, e in engines.items()},
-        paths,
-        keypoints,
-        output / "activations.png",
-        preprocess=dm.preprocess_pil_img,
-        image_hw=(dm.height, dm.width),
-    )
+    models = {n: e.model for n, e in engines.items()}
+    figure = dict(preprocess=dm.preprocess_pil_img, image_hw=(dm.height, dm.width))
+    meta = Path(q["paths"][0]).parent.parent / "meta.json"
+    if meta.is_file():  # the embedded benchmark knows how occluded each query is
+        paths, keypoints = _most_occluded_queries(meta.parent, 6)
+    else:
+        lookup = dm.test_keypoint_lookup(dataset, "query")
+        paths = q["paths"][:: max(1, len(q["paths"]) // 6)][:6]
+        keypoints = [lookup(p) for p in paths]
+    save_activation_figure(models, paths, keypoints, output / "activations.png", **figure)
+    if not meta.is_file():  # real crops: how the estimator's keypoints land on training images
+        samples = dm.train_set.samples[:: max(1, len(dm.train_set.samples) // 6)][:6]
+        lookups = dm.train_set.keypoints
+        kps = [lookups[min(s[3], len(lookups) - 1)](s[0]) for s in samples]
+        paths = [s[0] for s in samples]
+        save_activation_figure(models, paths, kps, output / "train_poses.png", **figure)
 
 
 def _most_occluded_queries(dataset_dir: Path, count: int):

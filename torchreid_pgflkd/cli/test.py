@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from torchreid_pgflkd.cli import common
 from torchreid_pgflkd.cli.train import report
-from torchreid_pgflkd.config import load_config
+from torchreid_pgflkd.config import build, load_config
 from torchreid_pgflkd.engine import checkpoint as ckpt_io
 
 HELP = "evaluate a trained checkpoint on the config's target datasets"
@@ -23,12 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.opts)
-    cfg = common.prepare_synthetic(cfg, progress=not args.no_progress)
+    cfg = build.prepare_synthetic(cfg, progress=not args.no_progress)
     weights = Path(args.weights)
-    datamanager = common.build_datamanager(cfg, train=False)
-    engine = common.build_engine(cfg, datamanager, progress=not args.no_progress)
+    datamanager = build.build_datamanager(cfg, train=False)
+    engine = build.build_engine(cfg, datamanager, progress=not args.no_progress)
     ckpt_io.load_checkpoint(weights, model=engine.model, restore_rng=False)
-    results = engine.evaluate(save_dir=str(weights.parent), **common.adapters.test_kwargs(cfg))
+    results = engine.evaluate(save_dir=str(weights.parent), **build.adapters.test_kwargs(cfg))
     if cfg.test.eval_branches:  # ablations: every branch, FEB and SAB with pose
         results.update(engine.evaluate_branches(metric=cfg.test.metric))
     report(results, Path(args.output) if args.output else weights.with_suffix(".results.json"))

@@ -10,10 +10,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from torchreid_pgflkd.cli import common
-from torchreid_pgflkd.config import load_config
+from torchreid_pgflkd.config import build, load_config
 from torchreid_pgflkd.engine import checkpoint as ckpt_io
 from torchreid_pgflkd.engine.distributed import barrier, cleanup, init_distributed
+from torchreid_pgflkd.utils.io import write_json
 
 HELP = "train PGFL-KD (or an ablation) from a config file"
 logger = logging.getLogger(__name__)
@@ -38,10 +38,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         # Rank 0 generates the embedded benchmark (if used); the others then find it done.
         if dist_info.is_main:
-            cfg = common.prepare_synthetic(cfg, progress=not args.no_progress)
+            cfg = build.prepare_synthetic(cfg, progress=not args.no_progress)
         barrier()
         if not dist_info.is_main:
-            cfg = common.prepare_synthetic(cfg, progress=False)
+            cfg = build.prepare_synthetic(cfg, progress=False)
         save_dir = Path(cfg.train.save_dir)
         resume = args.resume
         if resume == "auto":
@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
             if resume is None:
                 raise FileNotFoundError(f"--resume: no checkpoint found in {save_dir}")
         if dist_info.is_main:
-            common.save_config(cfg, save_dir)
-        datamanager = common.build_datamanager(cfg, dist_info)
-        engine = common.build_engine(cfg, datamanager, dist_info, progress=not args.no_progress)
+            build.save_config(cfg, save_dir)
+        datamanager = build.build_datamanager(cfg, dist_info)
+        engine = build.build_engine(cfg, datamanager, dist_info, progress=not args.no_progress)
         results = engine.run(
             save_dir=save_dir,
             max_epoch=cfg.train.max_epoch,
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             resume=resume,
             keep_last=cfg.train.keep_last,
             config=cfg.dump(),
-            test_kwargs=common.adapters.test_kwargs(cfg),
+            test_kwargs=build.adapters.test_kwargs(cfg),
             extra={"num_classes": datamanager.num_train_pids},
         )
         if dist_info.is_main:
@@ -75,8 +75,8 @@ def report(results: dict, path: Path) -> None:
     """Table on stdout; JSON at ``path``; the CMC curves of all targets beside it (PNG)."""
     from torchreid_pgflkd.evaluation import format_results_table, plot_cmc
 
-    public = common.public_results(results)
-    common.write_json(public, path)
+    public = build.public_results(results)
+    write_json(public, path)
     plot = plot_cmc({name: r["cmc"] for name, r in public.items()}, path.with_suffix(".cmc.png"))
     print(format_results_table(public))
     print(f"results written to {path}, CMC curves to {plot}")

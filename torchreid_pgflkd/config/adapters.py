@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from yacs.config import CfgNode as CN
 
-from torchreid_pgflkd.losses import LossWeights
+from torchreid_pgflkd.losses import LossSettings, LossWeights
 
 SYNTHETIC_DATASET = "synthetic_occluded"
 
@@ -25,6 +25,7 @@ def model_kwargs(cfg: CN, num_classes: int) -> dict[str, Any]:
         sab=m.sab,
         interaction=m.interaction,
         last_stride=m.last_stride,
+        branch_init=m.branch_init,
     )
 
 
@@ -62,6 +63,7 @@ def datamanager_kwargs(cfg: CN) -> dict[str, Any]:
         padding=d.pad,
         erase_prob=d.erase_prob,
         color_jitter=d.color_jitter,
+        pose_source=d.pose_source,
     )
 
 
@@ -109,14 +111,20 @@ def resolve_device(cfg: CN) -> torch.device:
     return torch.device(cfg.train.device)
 
 
-def engine_kwargs(cfg: CN) -> dict[str, Any]:
+def loss_settings(cfg: CN) -> LossSettings:
     c = cfg.loss
-    return dict(
-        loss_weights=loss_weights(cfg),
+    return LossSettings(
+        weights=loss_weights(cfg),
         margin=c.margin if c.margin > 0 else None,
         label_smoothing=c.label_smoothing,
         temperature=c.temperature,
         align_kind=c.align_kind,
+    )
+
+
+def engine_kwargs(cfg: CN) -> dict[str, Any]:
+    return dict(
+        loss_settings=loss_settings(cfg),
         amp=cfg.train.amp,
         channels_last=cfg.train.channels_last,
         grad_clip=cfg.train.grad_clip,
@@ -131,5 +139,4 @@ def test_kwargs(cfg: CN) -> dict[str, Any]:
         normalize_feature=t.normalize_feature,
         rerank=t.rerank,
         visrank=t.visrank,
-        ranks=list(t.ranks),
     )

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from yacs.config import CfgNode as CN
 
+from torchreid_pgflkd.data.datamanager import POSE_SOURCES
+from torchreid_pgflkd.engine.optim import OPTIMIZERS
+from torchreid_pgflkd.engine.step import AMP_MODES
+from torchreid_pgflkd.evaluation.features import METRICS
+from torchreid_pgflkd.losses.alignment import ALIGN_KINDS
 from torchreid_pgflkd.models.backbone import RESNETS
+from torchreid_pgflkd.models.pgflkd import BRANCH_INITS
+from torchreid_pgflkd.pose.contract import PART_GROUPINGS
 
-AMP_MODES = ("none", "bf16", "fp16")
-METRICS = ("euclidean", "cosine")
-ALIGN_KINDS = ("mse", "kl")
-OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -25,12 +28,13 @@ def get_default_config() -> CN:
     cfg.model.backbone = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101
     cfg.model.pretrained = True  # ImageNet initialisation (fails clearly when unavailable)
     cfg.model.pretrained_path = ""  # explicit ImageNet weights file ('' = hub cache/download)
-    cfg.model.num_parts = 6  # P body parts: part maps and SAB channel groups
+    cfg.model.num_parts = 6  # P body parts: part maps and SAB channel groups (1|2|3|4|6|8)
     cfg.model.share_layer4 = False  # one layer4 for all branches (cheaper) vs a copy each
     cfg.model.feb = True  # foreground-enhanced branch (ablation: +FEB)
     cfg.model.sab = True  # body-part semantics aligned branch (ablation: +SAB)
     cfg.model.interaction = True  # MB feature classified by FEB/SAB classifiers
-    cfg.model.last_stride = 1  # 1 keeps 16x8 maps at 256x128
+    cfg.model.branch_init = "copy"  # copy: every layer4 from the same weights | independent
+    cfg.model.last_stride = 1  # 1 keeps 16x8 maps at 256x128; 2 gives 8x4 (pose maps follow)
 
     cfg.data = CN()
     cfg.data.root = "reid-data"  # folder holding the datasets
@@ -48,6 +52,8 @@ def get_default_config() -> CN:
     cfg.data.erase_prob = 0.5  # random erasing probability (erased joints become invisible)
     cfg.data.color_jitter = False  # colour jitter on/off
     cfg.data.partial_reid_query = "partial"  # Partial-REID query folder: partial | occluded
+    # Pose maps from: keypoints (the method) | stripes | shuffled | none (controls, see README)
+    cfg.data.pose_source = "keypoints"
 
     cfg.synthetic = CN()  # the embedded benchmark (used when a source is synthetic_occluded)
     cfg.synthetic.seed = 0  # data seed: identities, poses, occluders
@@ -91,13 +97,12 @@ def get_default_config() -> CN:
     cfg.train.print_freq = 20  # iterations between log lines
     cfg.train.eval_freq = -1  # evaluate every N epochs (-1 = at the end only)
     cfg.train.save_dir = "log/pgflkd"  # checkpoints, merged config, TensorBoard, results
-    cfg.train.keep_last = 3  # epoch checkpoints kept besides last.pth / best.pth
+    cfg.train.keep_last = 3  # epoch checkpoints kept besides last.pth
 
     cfg.test = CN()
     cfg.test.metric = "euclidean"  # euclidean | cosine
     cfg.test.normalize_feature = False  # L2-normalise features before distances
     cfg.test.rerank = False  # k-reciprocal re-ranking
-    cfg.test.ranks = [1, 5, 10]  # CMC ranks reported
     cfg.test.visrank = False  # save a ranked-list image per test set
     cfg.test.eval_branches = False  # also evaluate FEB/SAB with pose (ablations)
     return cfg
@@ -116,13 +121,15 @@ def check_cfg(cfg: CN) -> None:
 
     choice("model.backbone", cfg.model.backbone, tuple(sorted(RESNETS)))
     choice("model.last_stride", cfg.model.last_stride, (1, 2))
-    positive("model.num_parts", cfg.model.num_parts)
+    choice("model.num_parts", cfg.model.num_parts, tuple(sorted(PART_GROUPINGS)))
     choice("train.amp", cfg.train.amp, AMP_MODES)
     choice("train.optim", cfg.train.optim, OPTIMIZERS)
     choice("train.device", cfg.train.device, DEVICES)
     choice("test.metric", cfg.test.metric, METRICS)
     choice("loss.align_kind", cfg.loss.align_kind, ALIGN_KINDS)
     choice("data.partial_reid_query", cfg.data.partial_reid_query, ("partial", "occluded"))
+    choice("data.pose_source", cfg.data.pose_source, POSE_SOURCES)
+    choice("model.branch_init", cfg.model.branch_init, BRANCH_INITS)
     for key in ("id", "tri", "align", "kd_logit", "kd_feat", "kd_attn", "inter", "margin"):
         positive(f"loss.{key}", getattr(cfg.loss, key), strict=False)
     positive("loss.temperature", cfg.loss.temperature)

@@ -22,8 +22,10 @@ from torchreid_pgflkd.data.loaders import (
     dataset_image_hook,
 )
 from torchreid_pgflkd.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pose_transforms
-from torchreid_pgflkd.pose.contract import DEFAULT_PARTS, VISIBILITY_THRESHOLD
-from torchreid_pgflkd.pose.maps import DEFAULT_SIGMA, PoseMapper
+from torchreid_pgflkd.pose.contract import VISIBILITY_THRESHOLD, PoseGeometry
+from torchreid_pgflkd.pose.maps import DEFAULT_SIGMA, PoseMapper, PriorMapper
+
+POSE_SOURCES: tuple[str, ...] = ("keypoints", "stripes", "shuffled", "none")
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,11 @@ class PoseDataManager:
         sampler: a train ``Sampler`` or a factory ``(data_source, batch_size, num_instances)``
             (e.g. rank-sharded for DDP); default torchreid's ``RandomIdentitySampler``.
         dataset_kwargs: per dataset name, extra constructor keywords (``keypoints_dir``, ...).
-        parts, sigma, visibility_threshold: pose-map settings (see ``PoseMapper``).
+        geometry: the part grouping and feature stride the model uses (``PoseGeometry``).
+        sigma, visibility_threshold: pose-map settings (see ``PoseMapper``).
+        pose_source: ``"keypoints"`` (default); controls that keep the model and losses but
+            not the pose: ``"stripes"`` (fixed horizontal stripes and a centred foreground,
+            ``PriorMapper``), ``"shuffled"`` (another image's pose maps) or ``"none"``.
         flip_prob, padding, erase_prob, color_jitter, norm_mean, norm_std: augmentation.
         pin_memory: pin batches (set when training on a GPU).
         persistent_workers: keep train workers across epochs (faster; breaks the exact
@@ -73,9 +79,10 @@ class PoseDataManager:
         num_workers: int = 2,
         sampler: Sampler | SamplerFactory | None = None,
         dataset_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
-        parts: Mapping[str, Sequence[int]] = DEFAULT_PARTS,
+        geometry: PoseGeometry | None = None,
         sigma: float = DEFAULT_SIGMA,
         visibility_threshold: float = VISIBILITY_THRESHOLD,
+        pose_source: str = "keypoints",
         flip_prob: float = 0.5,
         padding: int = 10,
         erase_prob: float = 0.5,
@@ -102,7 +109,19 @@ class PoseDataManager:
             norm_mean=norm_mean,
             norm_std=norm_std,
         )
-        self.mapper = PoseMapper(parts=parts, sigma=sigma, threshold=visibility_threshold)
+        self.geometry = geometry = geometry or PoseGeometry()
+        if pose_source not in POSE_SOURCES:
+            raise ValueError(f"pose_source must be one of {POSE_SOURCES}, got {pose_source!r}")
+        self.pose_source = pose_source
+        if pose_source in ("stripes", "none"):
+            kind = "stripes" if pose_source == "stripes" else "empty"
+            self.mapper = PriorMapper(
+                num_parts=geometry.num_parts, kind=kind, stride=geometry.stride
+            )
+        else:
+            self.mapper = PoseMapper.from_geometry(
+                geometry, sigma=sigma, threshold=visibility_threshold
+            )
         self.num_parts = self.mapper.num_parts
 
         train_sets = [
@@ -112,6 +131,7 @@ class PoseDataManager:
             train_sets,
             transform=self.transform_tr,
             mapper=self.mapper,
+            shuffle_pose=pose_source == "shuffled",
             batch_size=batch_size_train,
             num_instances=num_instances,
             num_workers=num_workers,
@@ -197,6 +217,15 @@ class PoseDataManager:
             )
             for split, samples in self.test_dataset[name].items()
         }
+
+    def test_keypoint_lookup(self, name: str, split: str = "query") -> Any:
+        """``img_path -> (17, 3)`` keypoints of a target's ``query`` or ``gallery`` images."""
+        if name not in self._test_sets:
+            raise KeyError(f"{name!r} is not a target; targets: {self.targets}")
+        ds = self._test_sets[name]
+        if not hasattr(ds, "keypoint_lookup"):
+            raise ValueError(f"{type(ds).__name__} has no keypoints: use a pose-aware dataset")
+        return ds.keypoint_lookup(split)
 
     def return_query_and_gallery_by_name(self, name: str) -> tuple[list, list]:
         """Same as :meth:`fetch_test_loaders` (the name older torchreid releases use)."""

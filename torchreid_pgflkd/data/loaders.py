@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from torchreid_pgflkd import compat
 from torchreid_pgflkd.pose.contract import POSE_MAPS_KEY
@@ -111,11 +111,33 @@ def combine_train_sets(datasets: Sequence[Any]) -> tuple[list[Sample], list[Keyp
     return samples, lookups
 
 
+class ShufflePoseCollate:
+    """Collate, then give each image another image's pose maps (a derangement of the batch).
+
+    A control: the maps keep the statistics of real poses but belong to someone else, so any
+    gain that survives it is not caused by *this* image's pose. Picklable for workers; the
+    permutation comes from torch's RNG, which the loader seeds per worker and epoch.
+    """
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = default_collate(items)
+        n = batch[POSE_MAPS_KEY].shape[0]
+        if n > 1:
+            perm = torch.randperm(n)
+            fixed = perm == torch.arange(n)
+            perm[fixed] = (perm[fixed] + 1) % n  # no image keeps its own pose...
+            perm = torch.where(perm == torch.arange(n), (perm + 1) % n, perm)  # ...still none
+            batch[POSE_MAPS_KEY] = batch[POSE_MAPS_KEY][perm]
+            batch["keypoints"] = batch["keypoints"][perm]
+        return batch
+
+
 def build_train_loader(
     datasets: Sequence[Any],
     *,
     transform: Callable,
     mapper: PoseMapper,
+    shuffle_pose: bool = False,
     batch_size: int = 64,
     num_instances: int = 4,
     num_workers: int = 2,
@@ -133,7 +155,8 @@ def build_train_loader(
 
     ``sampler`` is a ``Sampler``, or a factory called as
     ``sampler(data_source=samples, batch_size=..., num_instances=...)`` (e.g. a rank-sharded
-    identity sampler); default torchreid's ``RandomIdentitySampler``.
+    identity sampler); default torchreid's ``RandomIdentitySampler``. ``shuffle_pose`` gives
+    each image of a batch another image's pose maps (``ShufflePoseCollate``, a control).
     """
     samples, lookups = combine_train_sets(datasets)
     if sampler is None:
@@ -149,6 +172,7 @@ def build_train_loader(
         pin_memory=pin_memory,
         drop_last=True,
         persistent_workers=persistent_workers and num_workers > 0,
+        collate_fn=ShufflePoseCollate() if shuffle_pose else None,
     )
 
 

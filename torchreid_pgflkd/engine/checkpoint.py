@@ -10,23 +10,22 @@ In distributed training only the main process should save (``distributed.is_main
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pickle
 import re
 import shutil
-import tempfile
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from torchreid_pgflkd.engine.distributed import get_rng_state, set_rng_state, unwrap_model
+from torchreid_pgflkd.utils.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -81,26 +80,6 @@ def _plain(obj: Any, where: str) -> Any:
     )
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, fsync it, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable where directories open
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        os.fsync(dir_fd)
-        os.close(dir_fd)
-
-
 def save_checkpoint(
     path: str | os.PathLike,
     *,
@@ -144,7 +123,7 @@ def save_checkpoint(
             "num_classes": _plain(num_classes, "num_classes"),
         },
     }
-    _atomic_write(path, lambda f: torch.save(state, f))
+    atomic_write(path, lambda f: torch.save(state, f))
     logger.info("saved checkpoint %s (epoch %d, step %d)", path, epoch, step)
     return path
 
@@ -160,7 +139,7 @@ def save_epoch_checkpoint(
     directory = Path(directory)
     path = save_checkpoint(directory / checkpoint_name(epoch), epoch=epoch, **state)
     with open(path, "rb") as src:
-        _atomic_write(directory / LAST_NAME, lambda f: shutil.copyfileobj(src, f))
+        atomic_write(directory / LAST_NAME, lambda f: shutil.copyfileobj(src, f))
     if keep_last is not None:
         prune_checkpoints(directory, keep_last=keep_last)
     return path

@@ -21,6 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from torchreid_pgflkd.utils.modules import unwrap_model  # noqa: F401  (re-exported)
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -168,12 +170,6 @@ def cleanup() -> None:
     """Destroy the default process group if there is one."""
     if _active():
         dist.destroy_process_group()
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper."""
-    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    return model.module if isinstance(model, wrappers) else model
 
 
 def wrap_ddp(

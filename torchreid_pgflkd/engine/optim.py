@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+
 
 def build_optimizer(
     model: nn.Module, *, optim: str = "adam", lr: float = 3.5e-4, weight_decay: float = 5e-4
@@ -27,7 +29,7 @@ def build_optimizer(
         return torch.optim.Adam(groups, lr=lr)
     if optim == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
-    raise ValueError(f"optim must be 'adam' or 'sgd', got {optim!r}")
+    raise ValueError(f"optim must be one of {OPTIMIZERS}, got {optim!r}")
 
 
 def build_scheduler(

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from torchreid_pgflkd.engine.distributed import unwrap_model
+from torchreid_pgflkd.utils.modules import unwrap_model
 
 
 @torch.no_grad()

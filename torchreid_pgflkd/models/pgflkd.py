@@ -27,6 +27,8 @@ from torchreid_pgflkd.models.heads import BNNeck, weighted_avg_pool
 from torchreid_pgflkd.models.outputs import BranchOutput, TrainOutput
 from torchreid_pgflkd.pose.contract import DEFAULT_PARTS, check_pose_maps
 
+BRANCH_INITS: tuple[str, ...] = ("copy", "independent")
+
 
 class PGFLKD(nn.Module):
     """PGFL-KD for person re-identification; see the module docstring for the data flow.
@@ -41,6 +43,9 @@ class PGFLKD(nn.Module):
         feb, sab: build the pose-guided branches (both off gives the plain BNNeck baseline).
         interaction: also classify the MB feature with the FEB / SAB classifiers.
         last_stride: 1 (default, 16x8 maps at 256x128) or 2.
+        branch_init: ``"copy"`` (default): every branch's layer4 starts from the same
+            (ImageNet) weights; ``"independent"``: FEB's and SAB's layer4 are freshly,
+            randomly initialised (a control: mutual learning between unlike branches).
         loss: kept for torchreid compatibility (``build_model(..., loss=...)``).
     """
 
@@ -57,9 +62,14 @@ class PGFLKD(nn.Module):
         sab: bool = True,
         interaction: bool = True,
         last_stride: int = 1,
+        branch_init: str = "copy",
         loss: str = "triplet",
     ) -> None:
         super().__init__()
+        if branch_init not in BRANCH_INITS:
+            raise ValueError(f"branch_init must be one of {BRANCH_INITS}, got {branch_init!r}")
+        if branch_init == "independent" and share_layer4:
+            raise ValueError("branch_init='independent' needs a layer4 per branch (share_layer4)")
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if num_parts < 1:
@@ -81,13 +91,16 @@ class PGFLKD(nn.Module):
         if num_parts > self.feature_dim:
             raise ValueError(f"num_parts ({num_parts}) exceeds the feature dim {self.feature_dim}")
         self.branch_names: tuple[str, ...] = ("mb",) + ("feb",) * feb + ("sab",) * sab
-        # Every branch's layer4 starts from the same (ImageNet) weights.
-        self.layer4 = nn.ModuleDict(
-            {
-                name: layer4 if (share_layer4 or name == "mb") else copy.deepcopy(layer4)
-                for name in self.branch_names
-            }
-        )
+
+        # Every branch's layer4 starts from the same (ImageNet) weights, unless independent.
+        def branch_layer4(name: str) -> nn.Module:
+            if share_layer4 or name == "mb":
+                return layer4
+            if branch_init == "independent":
+                return build_resnet(backbone, last_stride=last_stride, pretrained=False)[1]
+            return copy.deepcopy(layer4)
+
+        self.layer4 = nn.ModuleDict({name: branch_layer4(name) for name in self.branch_names})
         self.heads = nn.ModuleDict(
             {name: BNNeck(self.feature_dim, num_classes) for name in self.branch_names}
         )

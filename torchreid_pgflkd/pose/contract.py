@@ -19,7 +19,8 @@ Pose maps (model input, training only)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -68,6 +69,75 @@ DEFAULT_PARTS: dict[str, tuple[int, ...]] = {
     "left_leg": (11, 13, 15),
     "right_leg": (12, 14, 16),
 }
+
+# Part groupings by P, the number of parts (``model.num_parts``); a joint may sit in two parts.
+PART_GROUPINGS: dict[int, dict[str, tuple[int, ...]]] = {
+    1: {"body": tuple(range(NUM_KEYPOINTS))},
+    2: {"upper": tuple(range(11)), "lower": (11, 12, 13, 14, 15, 16)},
+    3: {
+        "head": (0, 1, 2, 3, 4),
+        "upper_body": (5, 6, 7, 8, 9, 10, 11, 12),
+        "lower_body": (11, 12, 13, 14, 15, 16),
+    },
+    4: {
+        "head": (0, 1, 2, 3, 4),
+        "torso": (5, 6, 11, 12),
+        "arms": (5, 6, 7, 8, 9, 10),
+        "legs": (11, 12, 13, 14, 15, 16),
+    },
+    6: DEFAULT_PARTS,
+    8: {
+        "head": (0, 1, 2, 3, 4),
+        "torso": (5, 6, 11, 12),
+        "left_arm": (5, 7, 9),
+        "right_arm": (6, 8, 10),
+        "left_thigh": (11, 13),
+        "right_thigh": (12, 14),
+        "left_shin": (13, 15),
+        "right_shin": (14, 16),
+    },
+}
+
+
+@dataclass(frozen=True)
+class PoseGeometry:
+    """Where the pose maps live: the part grouping and the backbone's feature stride.
+
+    Made once (``from_model_settings``) and handed to both the data pipeline (which draws the
+    maps) and the model (which pools with them), so the two always agree on ``(P, h, w)``.
+    """
+
+    parts: tuple[tuple[str, tuple[int, ...]], ...] = tuple(DEFAULT_PARTS.items())
+    stride: int = FEATURE_STRIDE
+
+    @classmethod
+    def from_model_settings(cls, *, num_parts: int = 6, last_stride: int = 1) -> PoseGeometry:
+        """The geometry of a ResNet with ``last_stride`` whose SAB has ``num_parts`` groups."""
+        if num_parts not in PART_GROUPINGS:
+            raise ValueError(
+                f"num_parts={num_parts} has no part grouping; choose one of "
+                f"{tuple(sorted(PART_GROUPINGS))}"
+            )
+        if last_stride not in (1, 2):
+            raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+        parts = tuple((k, tuple(v)) for k, v in PART_GROUPINGS[num_parts].items())
+        return cls(parts=parts, stride=FEATURE_STRIDE * last_stride)
+
+    @property
+    def num_parts(self) -> int:
+        return len(self.parts)
+
+    @property
+    def part_dict(self) -> Mapping[str, tuple[int, ...]]:
+        return dict(self.parts)
+
+    def feature_size(self, image_hw: Sequence[int]) -> tuple[int, int]:
+        """``(h, w)`` of the pose maps (and the backbone's layer4) for an ``(H, W)`` image."""
+        return feature_size(image_hw, self.stride)
+
+    def shape(self, batch_size: int, image_hw: Sequence[int]) -> tuple[int, int, int, int]:
+        """``(B, P + 1, h, w)``: the shape of a batch's pose maps."""
+        return (batch_size, self.num_parts + 1, *self.feature_size(image_hw))
 
 
 def feature_size(image_hw: Sequence[int], stride: int = FEATURE_STRIDE) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from torchreid_pgflkd.compat import check_torchvision
 from torchreid_pgflkd.pose.keypoints import sanitize_keypoints, select_target
+from torchreid_pgflkd.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -175,10 +176,8 @@ def estimate_folder(
         pil = [Image.open(p).convert("RGB") for p in chunk]
         for path, skeletons in zip(chunk, estimator(pil)):
             out = output_path(path, images_dir, output_dir)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(skeletons))
-            tmp.replace(out)  # a crash never leaves a half-written file that resume would skip
+            # Atomic: a crash never leaves a half-written file that resume would skip.
+            atomic_write_text(out, json.dumps(skeletons))
             stats["written"] += 1
             stats["empty"] += int(not skeletons)
         bar.update(len(chunk))

@@ -21,8 +21,10 @@ import torch
 from torchreid_pgflkd.pose.contract import (
     COCO17_BONES,
     DEFAULT_PARTS,
+    FEATURE_STRIDE,
     NUM_KEYPOINTS,
     VISIBILITY_THRESHOLD,
+    PoseGeometry,
     feature_size,
 )
 
@@ -104,6 +106,8 @@ class PoseMapper:
         sigma: Gaussian width in output cells.
         threshold: confidence below which a keypoint is invisible.
         limbs: fill the bones of each part with distance-to-segment Gaussians.
+        stride: feature stride; the output size is ``feature_size(image_hw, stride)`` unless
+            a call passes ``out_hw``.
     """
 
     def __init__(
@@ -113,12 +117,15 @@ class PoseMapper:
         sigma: float = DEFAULT_SIGMA,
         threshold: float = VISIBILITY_THRESHOLD,
         limbs: bool = True,
+        stride: int = FEATURE_STRIDE,
     ) -> None:
         if not parts:
             raise ValueError("parts must name at least one part")
         if sigma <= 0:
             raise ValueError(f"sigma must be positive, got {sigma}")
         self.part_names = tuple(parts)
+        self.stride = int(stride)
+        feature_size((1, 1), self.stride)  # validates the stride
         self.sigma = float(sigma)
         self.threshold = float(threshold)
         elements: list[tuple[int, int]] = []
@@ -139,6 +146,19 @@ class PoseMapper:
         self.ends = torch.tensor(elements, dtype=torch.long)  # (E, 2)
         self.members = [torch.tensor(m, dtype=torch.long) for m in members]
 
+    @classmethod
+    def from_geometry(
+        cls,
+        geometry: PoseGeometry,
+        *,
+        sigma: float = DEFAULT_SIGMA,
+        threshold: float = VISIBILITY_THRESHOLD,
+    ) -> PoseMapper:
+        """The mapper drawing ``geometry``'s parts at its feature stride."""
+        return cls(
+            parts=geometry.part_dict, sigma=sigma, threshold=threshold, stride=geometry.stride
+        )
+
     @property
     def num_parts(self) -> int:
         return len(self.part_names)
@@ -152,7 +172,7 @@ class PoseMapper:
     ) -> torch.Tensor:
         """``(B, 17, 3)`` -> ``(B, P + 1, h, w)`` (part maps, then foreground); unbatched too."""
         kp, single = _as_batch(keypoints)
-        out_hw = feature_size(image_hw) if out_hw is None else out_hw
+        out_hw = feature_size(image_hw, self.stride) if out_hw is None else out_hw
         seg = _segment_gaussians(kp, self.ends, image_hw, out_hw, self.sigma, self.threshold)
         out = seg.new_empty(seg.shape[0], self.num_parts + 1, seg.shape[2], seg.shape[3])
         for p, idx in enumerate(self.members):
@@ -197,3 +217,54 @@ def part_maps(
 def foreground_mask(maps: torch.Tensor) -> torch.Tensor:
     """Part maps ``(B, P, h, w)`` -> foreground mask ``(B, h, w)`` in [0, 1] (max over parts)."""
     return maps.amax(dim=-3).clamp(0.0, 1.0)
+
+
+class PriorMapper:
+    """Pose maps that ignore the keypoints: a control for "does pose cause the gain?".
+
+    ``kind="stripes"``: part ``p`` is the ``p``-th of ``P`` equal horizontal stripes of the
+    map and the foreground a centred Gaussian prior (a person roughly fills a ReID crop);
+    ``kind="empty"``: all zeros (no pose: FEB and SAB pool the whole map, SAB aligns nothing).
+    Same call signature and output shape as :class:`PoseMapper`.
+    """
+
+    KINDS: tuple[str, ...] = ("stripes", "empty")
+
+    def __init__(self, *, num_parts: int, kind: str = "stripes", stride: int = FEATURE_STRIDE):
+        if kind not in self.KINDS:
+            raise ValueError(f"prior kind must be one of {self.KINDS}, got {kind!r}")
+        if num_parts < 1:
+            raise ValueError(f"num_parts must be >= 1, got {num_parts}")
+        self.kind = kind
+        self.stride = int(stride)
+        self.part_names = tuple(f"stripe{p}" for p in range(num_parts))
+
+    @property
+    def num_parts(self) -> int:
+        return len(self.part_names)
+
+    def maps(self, out_hw: Sequence[int]) -> torch.Tensor:
+        """``(P + 1, h, w)`` prior maps at ``out_hw``."""
+        h, w = int(out_hw[0]), int(out_hw[1])
+        out = torch.zeros(self.num_parts + 1, h, w)
+        if self.kind == "empty":
+            return out
+        rows = (torch.arange(h, dtype=torch.float32) + 0.5) * self.num_parts / h
+        for p in range(self.num_parts):
+            out[p] = ((rows >= p) & (rows < p + 1)).float()[:, None].expand(h, w)
+        gy = ((torch.arange(h) + 0.5) / h - 0.5) / 0.35
+        gx = ((torch.arange(w) + 0.5) / w - 0.5) / 0.3
+        out[-1] = torch.exp(-0.5 * (gy[:, None] ** 2 + gx[None, :] ** 2))
+        return out
+
+    def __call__(
+        self,
+        keypoints: np.ndarray | torch.Tensor,
+        *,
+        image_hw: Sequence[int],
+        out_hw: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        kp, single = _as_batch(keypoints)
+        out_hw = feature_size(image_hw, self.stride) if out_hw is None else out_hw
+        maps = self.maps(out_hw).expand(kp.shape[0], -1, -1, -1).clone()
+        return maps[0] if single else maps

@@ -1,8 +1,11 @@
-"""Build data, model, optimiser and engine from a validated config (shared by the commands)."""
+"""Build what a validated config describes: data, model, optimiser, engine.
+
+With ``cli/``, the only layer that reads a yacs node. The commands, the experiments and the
+benchmark scripts all build through these functions, so a setting means the same everywhere.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -15,8 +18,17 @@ from torchreid_pgflkd.engine import PGFLKDEngine, build_optimizer, build_schedul
 from torchreid_pgflkd.engine.distributed import DistInfo, seed_everything, wrap_ddp
 from torchreid_pgflkd.engine.sampler import DistributedIdentitySampler
 from torchreid_pgflkd.models import build_pgflkd
+from torchreid_pgflkd.pose.contract import PoseGeometry
+from torchreid_pgflkd.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
+
+
+def pose_geometry(cfg: CN) -> PoseGeometry:
+    """The one pose geometry of a run: handed to both the data and the model."""
+    return PoseGeometry.from_model_settings(
+        num_parts=cfg.model.num_parts, last_stride=cfg.model.last_stride
+    )
 
 
 def prepare_synthetic(cfg: CN, *, progress: bool = True) -> CN:
@@ -53,12 +65,18 @@ def build_datamanager(cfg: CN, dist_info: DistInfo | None = None, *, train: bool
     kwargs = adapters.datamanager_kwargs(cfg)
     if not train:  # test only: the train split is still read to know the number of classes
         kwargs["num_workers"] = min(kwargs["num_workers"], 2)
-    return PoseDataManager(sampler=sampler, pin_memory=dist_info.device.type == "cuda", **kwargs)
+    return PoseDataManager(
+        sampler=sampler,
+        pin_memory=dist_info.device.type == "cuda",
+        geometry=pose_geometry(cfg),
+        **kwargs,
+    )
 
 
 def build_engine(
     cfg: CN, datamanager: Any, dist_info: DistInfo | None = None, *, progress: bool = True
 ) -> PGFLKDEngine:
+    """Model (seeded, DDP-wrapped when distributed), optimiser, schedule and engine."""
     dist_info = dist_info or DistInfo()
     device = adapters.resolve_device(cfg) if dist_info.world_size == 1 else dist_info.device
     seed_everything(cfg.train.seed, rank=dist_info.rank)
@@ -80,21 +98,7 @@ def build_engine(
 
 def save_config(cfg: CN, save_dir: str | os.PathLike) -> Path:
     """Write the merged config beside the checkpoints (atomically)."""
-    path = Path(save_dir) / "config.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(cfg.dump())
-    os.replace(tmp, path)
-    return path
-
-
-def write_json(data: Any, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(Path(save_dir) / "config.yaml", cfg.dump())
 
 
 def public_results(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -11,17 +11,16 @@ import sys
 import torch
 import torch.distributed as dist
 
-from torchreid_pgflkd.cli import common
-from torchreid_pgflkd.config import load_config
+from torchreid_pgflkd.config import build, load_config
 from torchreid_pgflkd.engine.distributed import cleanup, init_distributed, unwrap_model
 
 
 def main() -> int:
     info = init_distributed()
     assert info.world_size == 2 and info.backend == "gloo", info
-    cfg = common.prepare_synthetic(load_config(sys.argv[1], sys.argv[2:]), progress=False)
-    dm = common.build_datamanager(cfg, info)
-    engine = common.build_engine(cfg, dm, info, progress=False)
+    cfg = build.prepare_synthetic(load_config(sys.argv[1], sys.argv[2:]), progress=False)
+    dm = build.build_datamanager(cfg, info)
+    engine = build.build_engine(cfg, dm, info, progress=False)
     engine.max_epoch = 1
     engine.train()
     flat = torch.cat([p.detach().flatten() for p in unwrap_model(engine.model).parameters()])

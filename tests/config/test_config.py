@@ -1,0 +1,54 @@
+"""Configs: every file loads, bad values name the allowed ones, the pose geometry follows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from torchreid_pgflkd.config import load_config
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "embedded.yaml"
+CONFIGS = sorted(CONFIG.parent.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_file_loads_and_validates(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.data.sources and cfg.data.targets
+
+
+def test_bad_config_values_name_the_allowed_ones() -> None:
+    with pytest.raises(ValueError, match=r"train\.amp='fp8'.*'none', 'bf16', 'fp16'"):
+        load_config(CONFIG, ["train.amp", "fp8"])
+    with pytest.raises(ValueError, match="model.backbone"):
+        load_config(CONFIG, ["model.backbone", "vgg16"])
+
+
+def test_embedded_config_file_equals_the_main_command_preset() -> None:
+    from torchreid_pgflkd.config.presets import preset_opts
+
+    assert load_config(CONFIG) == load_config(None, preset_opts("cpu"))
+
+
+def test_num_parts_without_a_grouping_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"model\.num_parts=5.*\(1, 2, 3, 4, 6, 8\)"):
+        load_config(CONFIG, ["model.num_parts", "5"])
+
+
+@pytest.mark.parametrize(
+    ("opts", "expected"),
+    [([], (6, 16)), (["model.num_parts", "4"], (4, 16)), (["model.last_stride", "2"], (6, 32))],
+)
+def test_one_pose_geometry_for_data_and_model(opts: list[str], expected: tuple) -> None:
+    from torchreid_pgflkd.config.build import pose_geometry
+
+    geometry = pose_geometry(load_config(CONFIG, opts))
+    assert (geometry.num_parts, geometry.stride) == expected
+    assert geometry.feature_size((128, 64)) == ((8, 4) if expected[1] == 16 else (4, 2))
+
+
+def test_cuhk03_config_file_equals_the_real_benchmark_preset() -> None:
+    from torchreid_pgflkd.config.presets import preset_opts
+
+    assert load_config(CONFIG.with_name("cuhk03.yaml")) == load_config(None, preset_opts("cuhk03"))
