@@ -107,6 +107,9 @@ def main() -> None:
     parser.add_argument("--data-root", default="", help="cuhk03: folder with the real data")
     parser.add_argument("--validate", action="store_true", help="cuhk03: held-out train people")
     parser.add_argument("--work-dir", type=Path, default=None, help="default outputs/ablation_*")
+    parser.add_argument(
+        "--no-train", action="store_true", help="summarise the runs already in --work-dir only"
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
     _suite.setup_logging()
@@ -130,6 +133,9 @@ def main() -> None:
                 runs[variant][seed] = json.loads(done.read_text())
                 logger.info("seed %d %s: reusing %s", seed, variant, done)
                 continue
+            if args.no_train:
+                logger.warning("seed %d %s: no run in %s (skipped: --no-train)", seed, variant, out)
+                continue
             record, _ = train_variant(cfg, variant, out, progress=False)  # writes record.json
             runs[variant][seed] = record
             logger.info(
@@ -146,7 +152,7 @@ def main() -> None:
     summary = summarise(runs)
     text = table(summary)
     print(text)
-    first = next(iter(runs[args.variants[0]].values()))
+    first = next(r for by_seed in runs.values() for r in by_seed.values())
     report = {
         "benchmark": name,
         "seeds": args.seeds,

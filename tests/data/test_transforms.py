@@ -103,3 +103,32 @@ def test_random_erasing_makes_covered_keypoints_invisible() -> None:
             assert out[j, 2] == 0
         else:
             assert out[j, 2] == 1
+
+
+def test_random_occlusion_covers_a_side_and_hides_the_covered_joints(tmp_path) -> None:
+    from PIL import Image
+
+    from torchreid_pgflkd.data.transforms import RandomOcclusion
+
+    other = tmp_path / "other.png"
+    Image.new("RGB", (40, 100), (255, 0, 0)).save(other)
+    torch.manual_seed(0)
+    occlude = RandomOcclusion(p=1.0, area=(0.3, 0.5), pool=[str(other)], mean=(0, 0, 0),
+                              std=(1, 1, 1))  # fmt: skip
+    h, w = 64, 32
+    kp = np.zeros((17, 3), dtype=np.float32)
+    kp[:, 0] = np.linspace(1, w - 1, 17)
+    kp[:, 1] = np.linspace(1, h - 1, 17)
+    kp[:, 2] = 1.0
+    for _ in range(20):
+        image = torch.full((3, h, w), 0.5)
+        out, kp_out = occlude(image, kp)
+        changed = (out != 0.5).any(dim=0)
+        frac = changed.float().mean().item()
+        assert 0.25 <= frac <= 0.55
+        rows, cols = changed.any(dim=1), changed.any(dim=0)
+        # From the bottom (full width) or from a side (full height).
+        assert bool(rows[-1]) and (bool(cols.all()) or bool(rows.all()))
+        xs, ys = kp[:, 0].astype(int), kp[:, 1].astype(int)
+        hidden = kp_out[:, 2] == 0
+        assert np.array_equal(hidden, changed[ys, xs].numpy())

@@ -51,6 +51,7 @@ def get_default_config() -> CN:
     cfg.data.pad = 10  # pad-and-random-crop padding in pixels (0 = off)
     cfg.data.erase_prob = 0.5  # random erasing probability (erased joints become invisible)
     cfg.data.color_jitter = False  # colour jitter on/off
+    cfg.data.occlusion_prob = 0.0  # cover a crop with a person/object from a side, hide joints
     cfg.data.partial_reid_query = "partial"  # Partial-REID query folder: partial | occluded
     # Pose maps from: keypoints (the method) | stripes | shuffled | none (controls, see README)
     cfg.data.pose_source = "keypoints"
@@ -137,7 +138,7 @@ def check_cfg(cfg: CN) -> None:
     positive("train.max_epoch", cfg.train.max_epoch, strict=False)
     positive("data.height", cfg.data.height)
     positive("data.width", cfg.data.width)
-    for key in ("flip_prob", "erase_prob"):
+    for key in ("flip_prob", "erase_prob", "occlusion_prob"):
         if not 0 <= getattr(cfg.data, key) <= 1:
             raise ValueError(f"config data.{key}={getattr(cfg.data, key)!r} must be in [0, 1]")
     if cfg.sampler.batch_size % cfg.sampler.num_instances:

@@ -53,6 +53,9 @@ VARIANTS: dict[str, list[str]] = {
     # C5: the spatial distillation without, and alone
     "no_kd_attn": ["loss.kd_attn", "0.0"],
     "only_kd_attn": ["model.interaction", "False", "loss.kd_logit", "0.0", "loss.kd_feat", "0.0"],
+    # Occlusion augmentation (another person or an object over a side), for both models
+    "baseline+occ": [*_BASELINE, "data.occlusion_prob", "0.5"],
+    "pgflkd+occ": ["data.occlusion_prob", "0.5"],
 }
 VARIANT_LABELS = {
     "baseline": "MB only (BNNeck baseline)",
@@ -67,6 +70,8 @@ VARIANT_LABELS = {
     "baseline_2x": "C4 baseline, 2x epochs",
     "no_kd_attn": "C5 PGFL-KD without kd_attn",
     "only_kd_attn": "C5 FEB + SAB, kd_attn only",
+    "baseline+occ": "baseline + occlusion augmentation",
+    "pgflkd+occ": "PGFL-KD + occlusion augmentation",
 }
 
 
@@ -156,6 +161,7 @@ def settings_of(cfg: CN) -> dict[str, Any]:
         "sab": cfg.model.sab,
         "interaction": cfg.model.interaction,
         "pose_source": cfg.data.pose_source,
+        "occlusion_prob": cfg.data.occlusion_prob,
         "branch_init": cfg.model.branch_init,
         "loss_weights": {
             k: cfg.loss[k]

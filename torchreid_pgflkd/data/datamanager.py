@@ -58,6 +58,8 @@ class PoseDataManager:
             not the pose: ``"stripes"`` (fixed horizontal stripes and a centred foreground,
             ``PriorMapper``), ``"shuffled"`` (another image's pose maps) or ``"none"``.
         flip_prob, padding, erase_prob, color_jitter, norm_mean, norm_std: augmentation.
+        occlusion_prob: probability of covering a training crop with another person or an
+            object from the bottom or a side, hiding the covered joints (``RandomOcclusion``).
         pin_memory: pin batches (set when training on a GPU).
         persistent_workers: keep train workers across epochs (faster; breaks the exact
             equality of a resumed run with an uninterrupted one, see ``build_train_loader``).
@@ -83,6 +85,7 @@ class PoseDataManager:
         sigma: float = DEFAULT_SIGMA,
         visibility_threshold: float = VISIBILITY_THRESHOLD,
         pose_source: str = "keypoints",
+        occlusion_prob: float = 0.0,
         flip_prob: float = 0.5,
         padding: int = 10,
         erase_prob: float = 0.5,
@@ -99,16 +102,6 @@ class PoseDataManager:
             raise ValueError("sources must name at least one dataset")
         self.height, self.width = int(height), int(width)
         kwargs = {k: dict(v) for k, v in (dataset_kwargs or {}).items()}
-        self.transform_tr, self.transform_te = build_pose_transforms(
-            height=height,
-            width=width,
-            flip_prob=flip_prob,
-            padding=padding,
-            erase_prob=erase_prob,
-            color_jitter=color_jitter,
-            norm_mean=norm_mean,
-            norm_std=norm_std,
-        )
         self.geometry = geometry = geometry or PoseGeometry()
         if pose_source not in POSE_SOURCES:
             raise ValueError(f"pose_source must be one of {POSE_SOURCES}, got {pose_source!r}")
@@ -127,6 +120,19 @@ class PoseDataManager:
         train_sets = [
             build_dataset(n, root=root, mode="train", **kwargs.get(n, {})) for n in self.sources
         ]
+        self.transform_tr, self.transform_te = build_pose_transforms(
+            height=height,
+            width=width,
+            flip_prob=flip_prob,
+            padding=padding,
+            erase_prob=erase_prob,
+            color_jitter=color_jitter,
+            norm_mean=norm_mean,
+            norm_std=norm_std,
+            occlusion_prob=occlusion_prob,
+            # Other people to occlude with: the training crops themselves.
+            occlusion_pool=[x[0] for ds in train_sets for x in ds.train] if occlusion_prob else (),
+        )
         self.train_loader = build_train_loader(
             train_sets,
             transform=self.transform_tr,

@@ -202,6 +202,79 @@ class RandomErasing:
         return image, keypoints
 
 
+class RandomOcclusion:
+    """Cover part of a ``(3, H, W)`` tensor with an occluder; the joints it covers go invisible.
+
+    With probability ``p`` an axis-aligned occluder covering a fraction ``area`` of the image
+    enters from the bottom, the left or the right (as occluders do in occluded ReID queries:
+    cars, benches, other people). Half the time it is a region of another training crop
+    (another person in front of this one), otherwise a flat colour with noise (an object).
+    Unlike random erasing (small, anywhere, mean colour) it looks like a real occluder, and
+    the pose stays consistent with it: a free, pose-consistent occlusion.
+
+    Args:
+        p: probability of occluding an image.
+        area: range of the covered fraction of the image.
+        pool: image paths to take "other person" occluders from (none: objects only).
+        mean, std: the normalisation of the input tensor (occluders are made in pixel space).
+    """
+
+    def __init__(
+        self,
+        *,
+        p: float = 0.5,
+        area: tuple[float, float] = (0.3, 0.5),
+        pool: Sequence[str] = (),
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        if not 0 <= p <= 1:
+            raise ValueError(f"occlusion probability must be in [0, 1], got {p}")
+        if not 0 < area[0] <= area[1] < 1:
+            raise ValueError(f"occlusion area must satisfy 0 < low <= high < 1, got {area}")
+        self.p, self.area, self.pool = float(p), (float(area[0]), float(area[1])), list(pool)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def _occluder(self, h: int, w: int) -> torch.Tensor:
+        """A ``(3, h, w)`` occluder in [0, 1] pixel space."""
+        if self.pool and _rand() < 0.5:
+            path = self.pool[_randint(0, len(self.pool) - 1)]
+            with Image.open(path) as other:
+                other = other.convert("RGB")
+                # A random window of the other crop, at the occluder's aspect, resized to it.
+                cw = max(1, min(other.width, int(round(other.height * w / max(h, 1)))))
+                ch = max(1, min(other.height, int(round(cw * h / max(w, 1)))))
+                x0 = _randint(0, other.width - cw)
+                y0 = _randint(0, other.height - ch)
+                patch = other.crop((x0, y0, x0 + cw, y0 + ch)).resize((w, h), Image.BILINEAR)
+            return torch.from_numpy(np.asarray(patch, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        colour = torch.rand(3, 1, 1)
+        return (colour + 0.15 * torch.randn(3, h, w)).clamp(0.0, 1.0)
+
+    def __call__(self, image: torch.Tensor, keypoints: np.ndarray) -> Sample:
+        if not isinstance(image, torch.Tensor):
+            raise TypeError("RandomOcclusion works on tensors: put it after ToTensorNormalize")
+        if _rand() >= self.p:
+            return image, keypoints
+        h, w = _image_hw(image)
+        frac = self.area[0] + _rand() * (self.area[1] - self.area[0])
+        side = _randint(0, 2)  # 0: from the bottom, 1: from the left, 2: from the right
+        if side == 0:
+            eh, ew = max(1, int(round(frac * h))), w
+            y0, x0 = h - eh, 0
+        else:
+            eh, ew = h, max(1, int(round(frac * w)))
+            y0, x0 = 0, (0 if side == 1 else w - ew)
+        image = image.clone()
+        image[:, y0 : y0 + eh, x0 : x0 + ew] = (self._occluder(eh, ew) - self.mean) / self.std
+        keypoints = keypoints.copy()
+        x, y = keypoints[:, 0], keypoints[:, 1]
+        covered = (x >= x0) & (x <= x0 + ew) & (y >= y0) & (y <= y0 + eh)
+        keypoints[covered] = 0.0
+        return image, keypoints
+
+
 def build_pose_transforms(
     *,
     height: int,
@@ -212,11 +285,14 @@ def build_pose_transforms(
     color_jitter: bool = False,
     norm_mean: Sequence[float] = IMAGENET_MEAN,
     norm_std: Sequence[float] = IMAGENET_STD,
+    occlusion_prob: float = 0.0,
+    occlusion_pool: Sequence[str] = (),
 ) -> tuple[PoseCompose, PoseCompose]:
     """The default recipe (DESIGN section 2) -> ``(train_transform, test_transform)``.
 
-    Train: resize, random flip, pad + random crop, optional colour jitter, normalise, random
-    erasing. Test: resize, normalise.
+    Train: resize, random flip, pad + random crop, optional colour jitter, normalise,
+    optional occlusion (``RandomOcclusion``, off by default), random erasing.
+    Test: resize, normalise.
     """
     train = [Resize(height=height, width=width)]
     if flip_prob > 0:
@@ -226,6 +302,10 @@ def build_pose_transforms(
     if color_jitter:
         train.append(ColorJitter())
     train.append(ToTensorNormalize(mean=norm_mean, std=norm_std))
+    if occlusion_prob > 0:  # not even built when off: the RNG stream stays as it was
+        train.append(
+            RandomOcclusion(p=occlusion_prob, pool=occlusion_pool, mean=norm_mean, std=norm_std)
+        )
     if erase_prob > 0:
         train.append(RandomErasing(p=erase_prob))
     test = [Resize(height=height, width=width), ToTensorNormalize(mean=norm_mean, std=norm_std)]
