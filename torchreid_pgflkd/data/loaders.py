@@ -123,10 +123,10 @@ class ShufflePoseCollate:
         batch = default_collate(items)
         n = batch[POSE_MAPS_KEY].shape[0]
         if n > 1:
-            perm = torch.randperm(n)
-            fixed = perm == torch.arange(n)
-            perm[fixed] = (perm[fixed] + 1) % n  # no image keeps its own pose...
-            perm = torch.where(perm == torch.arange(n), (perm + 1) % n, perm)  # ...still none
+            # A random n-cycle: image order[i] takes the pose of image order[i + 1].
+            order = torch.randperm(n)
+            perm = torch.empty_like(order)
+            perm[order] = order.roll(-1)
             batch[POSE_MAPS_KEY] = batch[POSE_MAPS_KEY][perm]
             batch["keypoints"] = batch["keypoints"][perm]
         return batch
