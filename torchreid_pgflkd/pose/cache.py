@@ -8,10 +8,7 @@ leaves a half cache under the final name; one that is damaged anyway fails namin
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +17,7 @@ import numpy as np
 
 from torchreid_pgflkd.pose.contract import NUM_KEYPOINTS
 from torchreid_pgflkd.pose.keypoints import KeypointFormatError, empty_pose
+from torchreid_pgflkd.utils.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -87,27 +85,7 @@ def save_split_cache(path: str | Path, names: Sequence[str], keypoints: np.ndarr
         names=np.asarray([str(n) for n in names], dtype=str),
         keypoints=np.asarray(keypoints, dtype=np.float32),
     )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise OSError(
-            exc.errno, f"cannot write keypoint cache {path}: {exc.strerror or exc}"
-        ) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise OSError(
-                exc.errno, f"cannot write keypoint cache {path}: {exc.strerror or exc}"
-            ) from exc
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays))  # errors name the path
     logger.info("wrote keypoint cache %s (%d images)", path, len(names))
     return path
 
