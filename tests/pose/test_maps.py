@@ -102,3 +102,15 @@ def test_real_market_keypoints_cover_the_person(shared_data: Path) -> None:
     central_all = fg[:, :, 2:6].sum() / fg.sum()
     assert central_all > 0.6
     assert fg[:, :, [0, 7]].sum() / fg.sum() < 0.15  # little mass on the border columns
+
+
+def test_soft_visibility_scales_a_keypoint_map_by_its_confidence() -> None:
+    from torchreid_pgflkd.pose.maps import PoseMapper
+
+    kp = torch.zeros(17, 3)
+    kp[0] = torch.tensor([32.0, 16.0, 0.5])  # the nose, visible at confidence 0.5
+    hard = PoseMapper()(kp, image_hw=(128, 64))
+    soft = PoseMapper(soft=True)(kp, image_hw=(128, 64))
+    torch.testing.assert_close(soft[0], 0.5 * hard[0])
+    kp[0, 2] = 0.1  # below the threshold: invisible either way
+    assert not PoseMapper(soft=True)(kp, image_hw=(128, 64)).any()

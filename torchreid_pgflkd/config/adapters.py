@@ -64,6 +64,7 @@ def datamanager_kwargs(cfg: CN) -> dict[str, Any]:
         erase_prob=d.erase_prob,
         color_jitter=d.color_jitter,
         pose_source=d.pose_source,
+        soft_visibility=d.soft_visibility,
         occlusion_prob=d.occlusion_prob,
     )
 

@@ -47,6 +47,7 @@ def get_default_config() -> CN:
     cfg.data.dataset_dir = ""  # dataset folder name under root ('' = the usual names)
     cfg.data.keypoints_dir = ""  # keypoint files ('' = each dataset's default location)
     cfg.data.visibility_threshold = 0.2  # keypoints below this confidence are invisible
+    cfg.data.soft_visibility = False  # scale each keypoint's map by its confidence
     cfg.data.flip_prob = 0.5  # random horizontal flip (swaps left/right joints)
     cfg.data.pad = 10  # pad-and-random-crop padding in pixels (0 = off)
     cfg.data.erase_prob = 0.5  # random erasing probability (erased joints become invisible)

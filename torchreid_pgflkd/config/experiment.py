@@ -56,6 +56,7 @@ VARIANTS: dict[str, list[str]] = {
     # Occlusion augmentation (another person or an object over a side), for both models
     "baseline+occ": [*_BASELINE, "data.occlusion_prob", "0.5"],
     "pgflkd+occ": ["data.occlusion_prob", "0.5"],
+    "soft_visibility": ["data.soft_visibility", "True"],  # keypoint confidence as a weight
 }
 VARIANT_LABELS = {
     "baseline": "MB only (BNNeck baseline)",
@@ -72,6 +73,7 @@ VARIANT_LABELS = {
     "only_kd_attn": "C5 FEB + SAB, kd_attn only",
     "baseline+occ": "baseline + occlusion augmentation",
     "pgflkd+occ": "PGFL-KD + occlusion augmentation",
+    "soft_visibility": "PGFL-KD, confidence-weighted pose maps",
 }
 
 
@@ -162,6 +164,7 @@ def settings_of(cfg: CN) -> dict[str, Any]:
         "interaction": cfg.model.interaction,
         "pose_source": cfg.data.pose_source,
         "occlusion_prob": cfg.data.occlusion_prob,
+        "soft_visibility": cfg.data.soft_visibility,
         "branch_init": cfg.model.branch_init,
         "loss_weights": {
             k: cfg.loss[k]

@@ -58,6 +58,7 @@ class PoseDataManager:
             not the pose: ``"stripes"`` (fixed horizontal stripes and a centred foreground,
             ``PriorMapper``), ``"shuffled"`` (another image's pose maps) or ``"none"``.
         flip_prob, padding, erase_prob, color_jitter, norm_mean, norm_std: augmentation.
+        soft_visibility: weight each keypoint's map by its confidence (``PoseMapper(soft=)``).
         occlusion_prob: probability of covering a training crop with another person or an
             object from the bottom or a side, hiding the covered joints (``RandomOcclusion``).
         pin_memory: pin batches (set when training on a GPU).
@@ -85,6 +86,7 @@ class PoseDataManager:
         sigma: float = DEFAULT_SIGMA,
         visibility_threshold: float = VISIBILITY_THRESHOLD,
         pose_source: str = "keypoints",
+        soft_visibility: bool = False,
         occlusion_prob: float = 0.0,
         flip_prob: float = 0.5,
         padding: int = 10,
@@ -113,7 +115,7 @@ class PoseDataManager:
             )
         else:
             self.mapper = PoseMapper.from_geometry(
-                geometry, sigma=sigma, threshold=visibility_threshold
+                geometry, sigma=sigma, threshold=visibility_threshold, soft=soft_visibility
             )
         self.num_parts = self.mapper.num_parts
 

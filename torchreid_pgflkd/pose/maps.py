@@ -52,6 +52,7 @@ def _segment_gaussians(
     out_hw: Sequence[int],
     sigma: float,
     threshold: float,
+    soft: bool = False,
 ) -> torch.Tensor:
     """Gaussian of the distance to each segment ``ends[e] = (a, b)``: ``(B, E, h, w)``.
 
@@ -63,6 +64,9 @@ def _segment_gaussians(
     vis = kp[..., 2] >= threshold  # (B, 17)
     p, q = xy[:, ends[:, 0]], xy[:, ends[:, 1]]  # (B, E, 2)
     valid = (vis[:, ends[:, 0]] & vis[:, ends[:, 1]]).to(kp.dtype)  # (B, E)
+    if soft:  # weight by the estimator's confidence in the weaker end, not all or nothing
+        conf = kp[..., 2].clamp(0.0, 1.0)
+        valid = valid * torch.minimum(conf[:, ends[:, 0]], conf[:, ends[:, 1]])
     gy = torch.arange(h, dtype=kp.dtype) + 0.5
     gx = torch.arange(w, dtype=kp.dtype) + 0.5
     d = q - p
@@ -108,6 +112,8 @@ class PoseMapper:
         limbs: fill the bones of each part with distance-to-segment Gaussians.
         stride: feature stride; the output size is ``feature_size(image_hw, stride)`` unless
             a call passes ``out_hw``.
+        soft: scale each Gaussian by the confidence of its keypoint (of the weaker end for a
+            bone) instead of drawing every visible keypoint at full strength.
     """
 
     def __init__(
@@ -118,6 +124,7 @@ class PoseMapper:
         threshold: float = VISIBILITY_THRESHOLD,
         limbs: bool = True,
         stride: int = FEATURE_STRIDE,
+        soft: bool = False,
     ) -> None:
         if not parts:
             raise ValueError("parts must name at least one part")
@@ -125,6 +132,7 @@ class PoseMapper:
             raise ValueError(f"sigma must be positive, got {sigma}")
         self.part_names = tuple(parts)
         self.stride = int(stride)
+        self.soft = bool(soft)
         feature_size((1, 1), self.stride)  # validates the stride
         self.sigma = float(sigma)
         self.threshold = float(threshold)
@@ -153,10 +161,15 @@ class PoseMapper:
         *,
         sigma: float = DEFAULT_SIGMA,
         threshold: float = VISIBILITY_THRESHOLD,
+        soft: bool = False,
     ) -> PoseMapper:
         """The mapper drawing ``geometry``'s parts at its feature stride."""
         return cls(
-            parts=geometry.part_dict, sigma=sigma, threshold=threshold, stride=geometry.stride
+            parts=geometry.part_dict,
+            sigma=sigma,
+            threshold=threshold,
+            stride=geometry.stride,
+            soft=soft,
         )
 
     @property
@@ -173,7 +186,9 @@ class PoseMapper:
         """``(B, 17, 3)`` -> ``(B, P + 1, h, w)`` (part maps, then foreground); unbatched too."""
         kp, single = _as_batch(keypoints)
         out_hw = feature_size(image_hw, self.stride) if out_hw is None else out_hw
-        seg = _segment_gaussians(kp, self.ends, image_hw, out_hw, self.sigma, self.threshold)
+        seg = _segment_gaussians(
+            kp, self.ends, image_hw, out_hw, self.sigma, self.threshold, soft=self.soft
+        )
         out = seg.new_empty(seg.shape[0], self.num_parts + 1, seg.shape[2], seg.shape[3])
         for p, idx in enumerate(self.members):
             out[:, p] = seg.index_select(1, idx).amax(dim=1)
