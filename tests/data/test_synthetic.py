@@ -74,6 +74,10 @@ def test_layout_names_and_counts_follow_market1501(tmp_path: Path) -> None:
     for pid, query_cams in cams["query"].items():
         assert not query_cams & cams["bounding_box_test"][pid], pid
     assert meta["settings"]["seed"] == 0 and meta["format_version"] >= 1
+    # Every query records its occluder's kind and group, to report results per kind.
+    kinds = {"car", "bench", "box", "pillar", "panel", "person"}
+    for entry in meta["images"]["query"]:
+        assert entry["occluder"] in kinds and entry["occluder_group"] in ("below", "side", "person")
 
 
 def test_visible_keypoints_lie_on_the_person_and_covered_joints_are_flagged() -> None:

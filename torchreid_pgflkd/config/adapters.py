@@ -78,8 +78,16 @@ def synthetic_kwargs(cfg: CN) -> dict[str, Any]:
         images_per_id=s.images_per_id,
         height=cfg.data.height,
         width=cfg.data.width,
+        keypoints=s.keypoints,
         keypoint_noise=s.keypoint_noise,
         keypoint_dropout=s.keypoint_dropout,
+        visible_confidence=s.visible_confidence,
+        covered_visible=s.covered_visible,
+        covered_noise=s.covered_noise,
+        miss_person=s.miss_person,
+        miss_occluded=s.miss_occluded,
+        wrong_person=s.wrong_person,
+        occluder_textures=s.occluder_textures,
     )
 
 

@@ -62,8 +62,19 @@ def get_default_config() -> CN:
     cfg.synthetic.num_train_ids = 150  # training identities
     cfg.synthetic.num_test_ids = 100  # test identities (queries + gallery)
     cfg.synthetic.images_per_id = 8  # training images per identity
-    cfg.synthetic.keypoint_noise = 0.0  # pixel std of keypoint jitter (imitates an estimator)
-    cfg.synthetic.keypoint_dropout = 0.0  # probability a visible keypoint is reported missing
+    # Keypoint estimator model: oracle (exact) | blazepose_like (measured on real BlazePose
+    # keypoints, benchmarks/results/keypoint_calibration.json). The numbers below override
+    # the preset's; None = the preset's (all 0 for oracle).
+    cfg.synthetic.keypoints = "oracle"
+    cfg.synthetic.keypoint_noise = None  # pixel std of keypoint jitter
+    cfg.synthetic.keypoint_dropout = None  # probability a visible keypoint is reported missing
+    cfg.synthetic.visible_confidence = None  # 0: visible joints at c=1 .. 1: BlazePose-like c
+    cfg.synthetic.covered_visible = None  # probability a joint behind an occluder is reported
+    cfg.synthetic.covered_noise = None  # pixel std of the position of such a reported joint
+    cfg.synthetic.miss_person = None  # probability an image gets no skeleton
+    cfg.synthetic.miss_occluded = None  # extra probability for an occluded image
+    cfg.synthetic.wrong_person = None  # probability the occluding person's skeleton is given
+    cfg.synthetic.occluder_textures = "identities"  # objects wear: identities' clothes | outside
 
     cfg.sampler = CN()
     cfg.sampler.batch_size = 64  # train batch = num_ids x num_instances

@@ -2,10 +2,16 @@
 
 ``generate(root, seed=0, ...)`` writes a small deterministic dataset in the Market-1501
 layout with KPR-layout COCO-17 keypoints and returns its folder; ``render_person`` draws a
-single figure with its keypoints and mask.
+single figure with its keypoints and mask; ``ESTIMATOR_PRESETS`` are the keypoint estimator
+models ``generate(keypoints=...)`` offers (``"oracle"``: exact keypoints).
 """
 
 from torchreid_pgflkd.data.synthetic.appearance import Appearance, Texture, sample_appearance
+from torchreid_pgflkd.data.synthetic.estimator import (
+    ESTIMATOR_OPTIONS,
+    ESTIMATOR_PRESETS,
+    estimator_options,
+)
 from torchreid_pgflkd.data.synthetic.figures import (
     Placement,
     RenderedPerson,
@@ -30,6 +36,8 @@ from torchreid_pgflkd.data.synthetic.scene import Sample, identity_appearance, r
 from torchreid_pgflkd.data.synthetic.skeleton import Pose, sample_pose
 
 __all__ = [
+    "ESTIMATOR_OPTIONS",
+    "ESTIMATOR_PRESETS",
     "FORMAT_VERSION",
     "KEYPOINT_DIR",
     "META_FILE",
@@ -42,6 +50,7 @@ __all__ = [
     "Sample",
     "SyntheticSettings",
     "Texture",
+    "estimator_options",
     "generate",
     "generate_from_settings",
     "identity_appearance",

@@ -3,7 +3,8 @@
 An identity is the appearance of its body parts: hair and skin, an upper garment, each
 sleeve, each trouser leg (or shorts, or a skirt), shoes, and accessories (hat, bag, chest
 logo). Backgrounds and occluders draw from the same palette and texture kinds, so colour
-alone never tells a person from clutter.
+alone never tells a person from clutter. ``OUTSIDE_PALETTE`` and ``OUTSIDE_KINDS`` are a
+palette and patterns no identity wears, for occluders that must not look like anyone.
 
 Textures are painted in part-local coordinates ``(u, v)`` measured in body heights (a
 standing figure is 1 unit tall), so stripes and checks move and scale with the part.
@@ -34,6 +35,16 @@ HAIR_COLOURS: tuple[tuple[int, int, int], ...] = (
 )  # fmt: skip
 
 TEXTURE_KINDS: tuple[str, ...] = ("plain", "stripes", "checks", "dots")
+
+# Saturated colours at least 75 RGB units (Euclidean) from every colour above, so that even
+# jittered they never match an identity's clothes, skin or hair; and patterns no identity
+# wears. Occluders use them with ``occluder_textures="outside"``.
+OUTSIDE_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (255, 0, 255), (0, 255, 255), (0, 255, 128), (128, 255, 0), (255, 0, 128),
+    (0, 128, 255), (150, 0, 255), (0, 200, 0), (0, 0, 255), (255, 150, 255),
+)  # fmt: skip
+OUTSIDE_KINDS: tuple[str, ...] = ("hatch", "zigzag")
+OUTSIDE_JITTER = 6
 
 
 @dataclass(frozen=True)
@@ -68,8 +79,17 @@ class Texture:
             fu = u / self.period - np.floor(u / self.period) - 0.5
             fv = v / self.period - np.floor(v / self.period) - 0.5
             use_accent = fu * fu + fv * fv < (0.5 * self.duty) ** 2
+        elif self.kind == "hatch":  # two crossing families of thin lines
+            a = (u + v) / self.period
+            b = (u - v) / self.period
+            use_accent = ((a - np.floor(a)) >= self.duty) | ((b - np.floor(b)) >= self.duty)
+        elif self.kind == "zigzag":  # bands along a triangle wave
+            wave = np.abs((u / self.period) % 2.0 - 1.0) * 0.5 * self.period
+            t = (v + wave) / self.period
+            use_accent = (t - np.floor(t)) >= self.duty
         else:
-            raise ValueError(f"Texture.kind must be one of {TEXTURE_KINDS}, got {self.kind!r}")
+            kinds = TEXTURE_KINDS + OUTSIDE_KINDS
+            raise ValueError(f"Texture.kind must be one of {kinds}, got {self.kind!r}")
         return np.where(use_accent[:, None], accent, base).astype(np.float32)
 
 
@@ -99,6 +119,19 @@ def sample_texture(
     angle = float(rng.choice([0.0, np.pi / 2, np.pi / 4, -np.pi / 4]))
     duty = float(rng.uniform(0.35, 0.65)) if kind != "dots" else float(rng.uniform(0.45, 0.7))
     return Texture(kind, base, accent, float(rng.uniform(0.045, 0.09)), angle, duty)
+
+
+def sample_outside_texture(rng: np.random.Generator) -> Texture:
+    """A texture no identity wears: ``OUTSIDE_PALETTE`` colours, plain or an outside pattern."""
+    kinds = ("plain", *OUTSIDE_KINDS)
+    kind = kinds[int(rng.integers(len(kinds)))]
+    base = _jitter(rng, OUTSIDE_PALETTE[int(rng.integers(len(OUTSIDE_PALETTE)))], OUTSIDE_JITTER)
+    accent = base
+    while np.abs(np.subtract(accent, base)).sum() < 120:  # the pattern must be visible
+        colour = OUTSIDE_PALETTE[int(rng.integers(len(OUTSIDE_PALETTE)))]
+        accent = _jitter(rng, colour, OUTSIDE_JITTER)
+    duty = float(rng.uniform(0.55, 0.8))
+    return Texture(kind, base, accent, float(rng.uniform(0.05, 0.1)), 0.0, duty)
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from torchreid_pgflkd.data.synthetic.estimator import estimator_options
 from torchreid_pgflkd.data.synthetic.plan import (
     FORMAT_VERSION,
     SPLITS,
@@ -107,17 +109,21 @@ def _write_one(args: tuple[SyntheticSettings, ImageSpec, str]) -> dict:
     ]
     text = json.dumps(skeletons).encode()
     _write_file(keypoint_path(out_dir, spec.split, name), lambda f: f.write(text))
-    target = sample.skeletons[0][0]
-    return {
+    target = sample.skeletons[0][0] if sample.skeletons else np.zeros((17, 3))
+    worn = spec.occluder == "person" or settings.occluder_textures == "identities"
+    entry = {
         "file": name,
         "pid": spec.pid,
         "camid": spec.camid,
         "occluder": spec.occluder,
         "occluder_group": occluder_group(spec.occluder),
-        "occluder_pid": spec.confuser,
+        "occluder_pid": spec.confuser if worn else None,  # whose clothes the occluder wears
         "occluded_fraction": round(sample.occluded_fraction, 4),
         "visible_keypoints": int((target[:, 2] > 0).sum()),
     }
+    if settings.estimator_on:  # whom the target skeleton is on: target | occluder | none
+        entry["keypoints_on"] = sample.reported
+    return entry
 
 
 def _problem(path: Path, settings: SyntheticSettings) -> str | None:
@@ -273,8 +279,16 @@ def generate(
     gallery_per_id: int = 4,
     height: int = 128,
     width: int = 64,
-    keypoint_noise: float = 0.0,
-    keypoint_dropout: float = 0.0,
+    keypoints: str = "oracle",
+    keypoint_noise: float | None = None,
+    keypoint_dropout: float | None = None,
+    visible_confidence: float | None = None,
+    covered_visible: float | None = None,
+    covered_noise: float | None = None,
+    miss_person: float | None = None,
+    miss_occluded: float | None = None,
+    wrong_person: float | None = None,
+    occluder_textures: str = "identities",
     train_occlusion_prob: float = 0.4,
     gallery_occlusion_prob: float = 0.15,
     image_format: str = "jpg",
@@ -287,11 +301,29 @@ def generate(
     Train ids are ``0001..num_train_ids``, test ids follow. Every query is occluded (a third
     to half of the body), ``gallery_occlusion_prob`` of the gallery lightly, and
     ``train_occlusion_prob`` of the train images by the same kinds of occluders. A query's
-    camera never holds a gallery image of the same id. ``keypoint_noise`` (pixels) and
-    ``keypoint_dropout`` (probability) imitate a pose estimator; with noise on, visible
-    joints get confidences in [0.3, 1]. ``num_workers`` (None: automatic) never changes the
-    output; ``overwrite`` regenerates even a complete folder.
+    camera never holds a gallery image of the same id.
+
+    ``keypoints`` names a pose-estimator preset of ``estimator.ESTIMATOR_PRESETS``:
+    ``"oracle"`` (exact keypoints; a joint is hidden exactly when covered) or
+    ``"blazepose_like"`` (measured on real BlazePose keypoints); each option after it
+    (``SyntheticSettings`` says what they do) overrides the preset's value unless None.
+    ``keypoint_noise`` alone (the older option) gives visible joints confidences in
+    [0.3, 1]. ``occluder_textures="outside"`` dresses object occluders in a palette no
+    identity wears. ``num_workers`` (None: automatic) never changes the output;
+    ``overwrite`` regenerates even a complete folder.
     """
+    options = estimator_options(
+        keypoints,
+        height=height,
+        keypoint_noise=keypoint_noise,
+        keypoint_dropout=keypoint_dropout,
+        visible_confidence=visible_confidence,
+        covered_visible=covered_visible,
+        covered_noise=covered_noise,
+        miss_person=miss_person,
+        miss_occluded=miss_occluded,
+        wrong_person=wrong_person,
+    )
     settings = SyntheticSettings(
         seed=seed,
         num_train_ids=num_train_ids,
@@ -301,11 +333,11 @@ def generate(
         gallery_per_id=gallery_per_id,
         height=height,
         width=width,
-        keypoint_noise=keypoint_noise,
-        keypoint_dropout=keypoint_dropout,
         train_occlusion_prob=train_occlusion_prob,
         gallery_occlusion_prob=gallery_occlusion_prob,
         image_format=image_format,
+        occluder_textures=occluder_textures,
+        **options,
     )
     return generate_from_settings(
         root, settings, overwrite=overwrite, progress=progress, num_workers=num_workers

@@ -3,9 +3,13 @@ other people, placed so that they cover a chosen fraction of the target's body p
 
 Occluders wear the textures and colours of another identity's clothes (the "confuser"),
 so an occluded crop's global appearance drifts towards that identity; only knowing which
-pixels belong to the target (the pose) undoes it. Placement is a bisection on a shift of
-the occluder's silhouette: the covered fraction falls monotonically as a below-occluder
-moves down or a side-occluder moves out.
+pixels belong to the target (the pose) undoes it. That suits occluding people, less cars and
+pillars: with ``textures="outside"`` objects wear colours and patterns no identity wears
+(``appearance.OUTSIDE_PALETTE``), drawn from their own generator, so that their shapes and
+places, and everything else in the image, stay those of ``"identities"``.
+
+Placement is a bisection on a shift of the occluder's silhouette: the covered fraction falls
+monotonically as a below-occluder moves down or a side-occluder moves out.
 """
 
 from __future__ import annotations
@@ -15,7 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from torchreid_pgflkd.data.synthetic.appearance import Appearance, Texture, sample_texture
+from torchreid_pgflkd.data.synthetic.appearance import (
+    Appearance,
+    Texture,
+    sample_outside_texture,
+    sample_texture,
+)
 from torchreid_pgflkd.data.synthetic.canvas import SUPERSAMPLE, Canvas, ellipse, polygon
 from torchreid_pgflkd.data.synthetic.figures import Placement, draw_figure
 from torchreid_pgflkd.data.synthetic.skeleton import sample_pose
@@ -26,6 +35,8 @@ OCCLUDER_GROUPS: dict[str, tuple[str, ...]] = {
     "person": ("person",),
 }
 OCCLUDER_LABEL = 2
+# Where object occluders' textures come from: other identities' clothes | outside them.
+OCCLUDER_TEXTURES: tuple[str, ...] = ("identities", "outside")
 
 
 @dataclass(frozen=True)
@@ -54,12 +65,19 @@ def _borrowed(rng: np.random.Generator, confuser: Appearance | None) -> Texture:
 
 
 def _object_parts(
-    kind: str, rng: np.random.Generator, *, height: int, width: int, texture: Texture
+    kind: str,
+    rng: np.random.Generator,
+    *,
+    height: int,
+    width: int,
+    texture: Texture,
+    trim: Texture | None = None,
 ) -> list[Part]:
     """Parts of an object at its reference position: top edge at y = 0 for below-objects,
-    covering the whole width and ending at x = width for side-objects (mirrored later)."""
+    covering the whole width and ending at x = width for side-objects (mirrored later).
+    ``trim`` colours a car's wheel and windows (None: dark grey and blue-grey)."""
     h, w = float(height), float(width)
-    dark = Texture("plain", (30, 32, 36), (30, 32, 36))
+    dark = Texture("plain", (30, 32, 36), (30, 32, 36)) if trim is None else trim
     if kind == "car":
         cabin = rng.uniform(0.12, 0.2) * h
         x0, x1 = rng.uniform(-0.6, -0.1) * w, rng.uniform(1.1, 1.6) * w
@@ -70,7 +88,8 @@ def _object_parts(
             pts += [(x1 + dx, 2 * h + dy), (x0 + dx, 2 * h + dy), (x0 + dx, cabin + dy)]
             return lambda pen, to: polygon(pen, to, pts)
 
-        glass = Texture("plain", (70, 90, 110), (70, 90, 110))
+        tint = (70, 90, 110) if trim is None else trim.accent
+        glass = Texture("plain", tint, tint)
         wheel_x, wheel_y = rng.uniform(0.1, 0.9) * w, cabin + rng.uniform(0.3, 0.45) * h
 
         def wheel(dx: float, dy: float) -> Callable:
@@ -149,9 +168,17 @@ def add_occluder(
     fraction: float,
     placement: Placement,
     confuser: Appearance | None,
+    textures: str = "identities",
+    texture_rng: np.random.Generator | None = None,
 ) -> np.ndarray | None:
     """Paint an occluder of ``kind`` covering about ``fraction`` of ``target_mask``
-    (supersampled bool). Returns the occluding person's keypoints ``(17, 3)``, else None."""
+    (supersampled bool). Returns the occluding person's keypoints ``(17, 3)``, else None.
+
+    ``textures``: ``"identities"`` (objects wear the confuser's clothes most of the time) or
+    ``"outside"`` (objects wear ``OUTSIDE_PALETTE`` textures drawn from ``texture_rng``;
+    people still wear the confuser's appearance)."""
+    if textures not in OCCLUDER_TEXTURES:
+        raise ValueError(f"textures must be one of {OCCLUDER_TEXTURES}, got {textures!r}")
     k = SUPERSAMPLE
     h, w = canvas.height, canvas.width
     if kind == "person":
@@ -169,8 +196,13 @@ def add_occluder(
         moved = Placement(scale, placement.cx + sign * n / k, top)
         keypoints, _ = draw_figure(canvas, confuser, pose, moved, label=OCCLUDER_LABEL)
         return keypoints
-    texture = _borrowed(rng, confuser)
-    parts = _object_parts(kind, rng, height=h, width=w, texture=texture)
+    texture = _borrowed(rng, confuser)  # drawn either way: what follows from rng stays the same
+    trim = None
+    if textures == "outside":
+        if texture_rng is None:
+            raise ValueError("textures='outside' needs a texture_rng, got None")
+        texture, trim = sample_outside_texture(texture_rng), sample_outside_texture(texture_rng)
+    parts = _object_parts(kind, rng, height=h, width=w, texture=texture, trim=trim)
     mirror = kind in OCCLUDER_GROUPS["side"] and rng.random() < 0.5
     silhouette = np.zeros_like(target_mask)
     for part in parts:

@@ -3,7 +3,9 @@
 Everything is a pure function of the settings: identity ``pid`` is drawn from
 ``default_rng([seed, 1, pid])`` and image ``i`` of a split from
 ``default_rng([seed, 2, split, i])``, so any image can be re-rendered alone, in any order
-or process, and comes out the same.
+or process, and comes out the same. The keypoint estimator model draws from streams of its
+own (4: noise and dropout; 5: the rest) and outside occluder textures from stream 6, so
+turning those on changes no image, pose or occluder shape.
 """
 
 from __future__ import annotations
@@ -16,16 +18,39 @@ from dataclasses import dataclass
 import numpy as np
 
 from torchreid_pgflkd.data.synthetic.backgrounds import NUM_CAMERAS
-from torchreid_pgflkd.data.synthetic.occluders import OCCLUDER_GROUPS
+from torchreid_pgflkd.data.synthetic.occluders import OCCLUDER_GROUPS, OCCLUDER_TEXTURES
 
 FORMAT_VERSION = 1
 SPLITS: tuple[str, ...] = ("bounding_box_train", "query", "bounding_box_test")
 MAX_PIDS = 1501  # Market-1501 readers (torchreid's included) assert 0 <= pid <= 1501
+# Settings added after the first release: left out of to_dict() (so of meta.json and of the
+# folder's hash) at their default, so that a folder made before them keeps its name and bytes.
+LATER_DEFAULTS: dict[str, object] = {
+    "visible_confidence": 0.0,
+    "covered_visible": 0.0,
+    "covered_noise": 0.0,
+    "miss_person": 0.0,
+    "miss_occluded": 0.0,
+    "wrong_person": 0.0,
+    "occluder_textures": "identities",
+}
 
 
 @dataclass(frozen=True)
 class SyntheticSettings:
-    """Everything that changes the generated files (and so the dataset folder's hash)."""
+    """Everything that changes the generated files (and so the dataset folder's hash).
+
+    The keypoint estimator model (``estimator.py``; each a number, 0 = off, all 0 = the exact
+    oracle keypoints): ``keypoint_noise`` pixel std of visible joints, ``keypoint_dropout``
+    probability a visible joint is reported missing, ``visible_confidence`` in [0, 1] how far
+    visible joints' confidence moves from 1 to BlazePose's, ``covered_visible`` probability a
+    joint behind an occluder is still reported (BlazePose-like confidence, moved by
+    ``covered_noise`` pixels std), ``miss_person`` probability an image gets no skeleton,
+    ``miss_occluded`` the extra probability for an occluded one, ``wrong_person`` probability
+    that, behind another person, that person's skeleton is reported as the target.
+    ``occluder_textures``: objects wear other identities' clothes (``"identities"``) or a
+    palette no identity wears (``"outside"``).
+    """
 
     seed: int = 0
     num_train_ids: int = 150
@@ -43,6 +68,13 @@ class SyntheticSettings:
     gallery_occlusion_prob: float = 0.15
     gallery_occlusion: tuple[float, float] = (0.08, 0.22)
     image_format: str = "jpg"
+    visible_confidence: float = 0.0
+    covered_visible: float = 0.0
+    covered_noise: float = 0.0
+    miss_person: float = 0.0
+    miss_occluded: float = 0.0
+    wrong_person: float = 0.0
+    occluder_textures: str = "identities"
 
     def __post_init__(self) -> None:
         positive = ("num_train_ids", "images_per_id", "num_test_ids", "queries_per_id")
@@ -59,9 +91,12 @@ class SyntheticSettings:
             raise ValueError(
                 f"height and width must be at least 32 and 16, got {self.height}x{self.width}"
             )
-        if self.keypoint_noise < 0:
-            raise ValueError(f"keypoint_noise must be >= 0 pixels, got {self.keypoint_noise}")
-        for name in ("keypoint_dropout", "train_occlusion_prob", "gallery_occlusion_prob"):
+        for name in ("keypoint_noise", "covered_noise"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0 pixels, got {getattr(self, name)}")
+        probabilities = ("keypoint_dropout", "train_occlusion_prob", "gallery_occlusion_prob")
+        estimator = ("visible_confidence", "covered_visible", "miss_person", "miss_occluded")
+        for name in (*probabilities, *estimator, "wrong_person"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
@@ -73,11 +108,26 @@ class SyntheticSettings:
                 )
         if self.image_format not in ("jpg", "png"):
             raise ValueError(f"image_format must be 'jpg' or 'png', got {self.image_format!r}")
+        if self.occluder_textures not in OCCLUDER_TEXTURES:
+            raise ValueError(
+                f"occluder_textures must be one of {OCCLUDER_TEXTURES}, "
+                f"got {self.occluder_textures!r}"
+            )
 
     def to_dict(self) -> dict:
-        """JSON-ready settings (tuples as lists)."""
+        """JSON-ready settings (tuples as lists); later settings only where they are set."""
         items = dataclasses.asdict(self).items()
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in items}
+        return {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in items
+            if k not in LATER_DEFAULTS or v != LATER_DEFAULTS[k]
+        }
+
+    @property
+    def estimator_on(self) -> bool:
+        """Whether any option of the estimator model beyond noise and dropout is on."""
+        names = ("visible_confidence", "covered_visible", "miss_person", "miss_occluded")
+        return any(getattr(self, n) > 0 for n in (*names, "wrong_person"))
 
     @property
     def dirname(self) -> str:

@@ -15,6 +15,7 @@ from torchreid_pgflkd.data.synthetic.backgrounds import (
     camera_looks,
 )
 from torchreid_pgflkd.data.synthetic.canvas import Canvas, downsample_mask
+from torchreid_pgflkd.data.synthetic.estimator import ESTIMATOR_STREAM, estimate
 from torchreid_pgflkd.data.synthetic.figures import (
     TARGET,
     draw_figure,
@@ -38,8 +39,10 @@ class Sample:
 
     ``image`` ``(H, W, 3)`` uint8; ``body`` ``(H, W)`` bool, the target's whole silhouette;
     ``visible`` ``(H, W)`` bool, the part of it no occluder covers; ``skeletons`` a list of
-    ``(keypoints (17, 3) float32, is_target)``, target first; ``occluded_fraction`` is
-    ``1 - visible / body`` in pixels.
+    ``(keypoints (17, 3) float32, is_target)``, target first, as the estimator model reports
+    them (empty when it misses the person); ``occluded_fraction`` is ``1 - visible / body``
+    in pixels; ``reported`` says whom the target skeleton is on: ``"target"``,
+    ``"occluder"`` (the occluding person's) or ``"none"``.
     """
 
     image: np.ndarray
@@ -48,6 +51,7 @@ class Sample:
     skeletons: list[tuple[np.ndarray, bool]]
     occluded_fraction: float
     spec: ImageSpec
+    reported: str = "target"
 
 
 def _estimator_noise(
@@ -94,6 +98,8 @@ def render_sample(settings: SyntheticSettings, spec: ImageSpec) -> Sample:
             fraction=spec.fraction,
             placement=placement,
             confuser=confuser,
+            textures=st.occluder_textures,
+            texture_rng=np.random.default_rng(spec.entropy(st.seed, stream=6)),
         )
     image = apply_camera(canvas.finish(), rng, look)
     body = downsample_mask(body_ss)
@@ -107,7 +113,32 @@ def render_sample(settings: SyntheticSettings, spec: ImageSpec) -> Sample:
         (_estimator_noise(kp, noise_rng, noise=st.keypoint_noise, dropout=st.keypoint_dropout), t)
         for kp, t in skeletons
     ]
-    return Sample(image, body, visible, skeletons, fraction, spec)
+    if not st.estimator_on:  # the oracle (with the older noise and dropout)
+        return Sample(image, body, visible, skeletons, fraction, spec)
+    skeletons, reported = estimate(
+        skeletons,
+        covered=_covered(target_kp, canvas.owned(OCCLUDER_LABEL) & ~visible),
+        occluder_keypoints=other_kp,
+        occluded=spec.occluder is not None,
+        size=(h, w),
+        rng=np.random.default_rng(spec.entropy(st.seed, stream=ESTIMATOR_STREAM)),
+        keypoint_noise=st.keypoint_noise,
+        keypoint_dropout=st.keypoint_dropout,
+        visible_confidence=st.visible_confidence,
+        covered_visible=st.covered_visible,
+        covered_noise=st.covered_noise,
+        miss_person=st.miss_person,
+        miss_occluded=st.miss_occluded,
+        wrong_person=st.wrong_person,
+    )
+    return Sample(image, body, visible, skeletons, fraction, spec, reported)
+
+
+def _covered(keypoints: np.ndarray, occluder: np.ndarray) -> np.ndarray:
+    """``(17,)`` bool: joints (not hidden by the pose itself) in the image, on pixels of
+    ``occluder`` ``(H, W)``: those the occluder owns and the target does not (a pixel
+    half-covered by each belongs to both)."""
+    return finalize_keypoints(keypoints, occluder)[:, 2] > 0
 
 
 def occluder_group(kind: str | None) -> str | None:
