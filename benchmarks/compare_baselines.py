@@ -1,402 +1,584 @@
-"""PGFL-KD beside torchreid's own models and engines, trained and scored on the SAME data.
+"""torchreid's own models, trained by torchreid's own engines, beside our BNNeck baseline and
+PGFL-KD on the embedded or the CUHK03 benchmark: several seeds, every test set, one evaluator.
 
-Rows (``--models``, comma list; default ``pgflkd,baseline,resnet50,osnet_x1_0,pcb_p6``):
+Rows (``--models``):
 
-  pgflkd, baseline      ours, through ``experiments.embedded.train_variant`` (PGFL-KD and the
-                        MB-only BNNeck baseline; same backbone, data, schedule, seed)
-  resnet50              torchreid's ``resnet50`` (last stride 2) + ``ImageTripletEngine``
-  osnet_x1_0            torchreid's ``osnet_x1_0`` + ``ImageSoftmaxEngine``
-  pcb_p6                torchreid's ``pcb_p6`` + ``ImageSoftmaxEngine`` (list of part logits,
-                        summed by torchreid's DeepSupervision)
-  NAME[:ENGINE]         any torchreid model name, ENGINE ``softmax`` or ``triplet``
+  baseline, pgflkd (or any variant of ``config.experiment.VARIANTS``)
+      ours, trained by ``train_variant`` with the config's recipe;
+  NAME[:ENGINE]
+      torchreid's ``build_model(NAME)`` trained by torchreid's ``ImageSoftmaxEngine``
+      (default) or ``ImageTripletEngine`` (``NAME:triplet``), e.g. ``osnet_x0_25``,
+      ``osnet_x0_5``, ``resnet18``, ``resnet50_fc512``, ``resnet50:triplet``.
 
-torchreid's engines are fed by our ``PoseDataManager`` (same sampler, seed, transforms; they
-read ``img`` and ``pid`` and ignore the pose maps) and trained with torchreid's own
-``Engine.train`` epoch loop, torchreid's optimizer builder and multi-step scheduler, with the
-config's optimizer, lr, weight decay, epochs and milestones (torchreid has no warm-up). Every
-model is then scored by the same evaluator: features of the query and gallery loaders with the
-model in eval mode, ranked by ``torchreid_pgflkd.evaluation.evaluate_features`` (the config's
-``test.metric``). A model that fails is reported as ``failed: <reason>`` in the table and JSON.
+How torchreid's models are trained, with nothing written by hand: our ``PoseDataManager``
+(the same images, augmentation and P x K batches, drawn by torchreid's
+``RandomIdentitySampler``) feeds torchreid's ``Engine.run``; the optimiser and the schedule
+are torchreid's ``build_optimizer`` and ``build_lr_scheduler``, with a linear warm-up chained
+in front (``with_warmup``). The losses of every epoch are read from the engine's
+``forward_backward`` summaries (``EngineLog``): an identity loss that stays at ln(number of
+identities) is a model that learned nothing, and the table says so. Every model, ours and
+torchreid's, is then scored by our exact evaluator on every test set, in eval mode, pose-free
+(torchreid's own final test still runs inside ``Engine.run``; its Rank-1 on the last test set
+is kept as a cross-check).
 
-Embedded procedural occluded benchmark (default; preset ``cpu`` trains PGFL-KD on its
-``resnet_mini`` backbone, pass ``--backbone resnet50`` to compare like with like):
+torchreid's rows get the same budget as ours by default: every flag below defaults to the
+config's value (the CPU recipe of both benchmarks: Adam, lr 1e-3, weight decay 5e-4, 30
+epochs, 3 warm-up epochs from lr/10, x0.1 at epochs 20 and 27, batches of 16 ids x 4 images
+at 128x64, no ImageNet weights). A flag changes torchreid's rows only; ``KEY VALUE`` config
+overrides change the data, our rows and the flags' defaults.
 
-    python benchmarks/compare_baselines.py --epochs 30 --seed 0
-    python benchmarks/compare_baselines.py --preset gpu --device cuda      # paper-sized
+    python benchmarks/compare_baselines.py [--benchmark embedded|cuhk03] [--data-root DIR]
+        [--validate] [--seeds 0 1 2] [--models baseline pgflkd osnet_x0_25 ...]
+        [--epochs N] [--lr LR] [--warmup-epochs N] [--milestones E ...] [--optim NAME] ...
+        [--work-dir DIR] [--output JSON] [--no-train] [--smoke] [-- KEY VALUE ...]
 
-Real datasets (``configs/<dataset>.yaml`` with ``data.root`` set; a GPU is expected):
+(``KEY VALUE`` overrides come last; after ``--`` when the flag before them takes a list.)
 
-    python benchmarks/compare_baselines.py --root reid-data --dataset occluded_duke
-    python benchmarks/compare_baselines.py --root reid-data \\
-        --sources market1501_pose --targets occluded_reid
-
-The CPU smoke run committed in ``benchmarks/results/compare_baselines_smoke.json``:
-
-    TORCHREID_PGFLKD_CACHE=/tmp/bench_cache python benchmarks/compare_baselines.py \\
-        --epochs 1 --backbone resnet50 --height 64 --width 32 --smoke --work-dir /tmp/bench_work \\
-        --output benchmarks/results/compare_baselines_smoke.json \\
-        data.root /tmp/bench_data synthetic.num_train_ids 32 synthetic.images_per_id 4 \\
-        synthetic.num_test_ids 16 sampler.batch_size 32 data.workers 0 train.warmup_epochs 0
+Writes ``benchmarks/results/compare_baselines_<benchmark>.json`` (every run, the mean and
+spread over seeds, the paired gain over the baseline) and prints the table. A run already in
+``--work-dir`` (``seed<N>/<model>/record.json``) is reused, so an interrupted sweep resumes.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
+import json
 import logging
-import os
-import platform
+import math
+import statistics
 import sys
 import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import _suite
 import torch
+from ablation import summarise
 from tabulate import tabulate
-from torch.utils.flop_counter import FlopCounterMode
 from yacs.config import CfgNode as CN
 
-import torchreid_pgflkd
 from torchreid_pgflkd import compat
-from torchreid_pgflkd.config import build, load_config
-from torchreid_pgflkd.config.experiment import VARIANTS, embedded_config, train_variant
+from torchreid_pgflkd.config import adapters, build
+from torchreid_pgflkd.config.experiment import (
+    VARIANT_LABELS,
+    VARIANTS,
+    embedded_config,
+    real_config,
+    settings_of,
+    train_variant,
+)
 from torchreid_pgflkd.engine.distributed import seed_everything
-from torchreid_pgflkd.evaluation import evaluate_features, write_results_json
+from torchreid_pgflkd.evaluation import evaluate_features
+from torchreid_pgflkd.evaluation.extract import extract_features
+from torchreid_pgflkd.models import MODEL_FACTORIES
+from torchreid_pgflkd.models.cost import inference_cost
+from torchreid_pgflkd.utils.io import write_json
 
 logger = logging.getLogger("compare_baselines")
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-DEFAULT_MODELS = "pgflkd,baseline,resnet50,osnet_x1_0,pcb_p6"
-# torchreid model -> the torchreid engine its recipe uses (overridable as NAME:ENGINE).
-TORCHREID_ENGINES = {"resnet50": "triplet", "osnet_x1_0": "softmax", "pcb_p6": "softmax"}
-ENGINE_CLASSES = {"softmax": "ImageSoftmaxEngine", "triplet": "ImageTripletEngine"}
+
+DEFAULT_MODELS = ["baseline", "pgflkd", "osnet_x0_25", "osnet_x0_5", "resnet18", "resnet50_fc512"]
+ENGINES = {"softmax": "ImageSoftmaxEngine", "triplet": "ImageTripletEngine"}
+# The summary key holding the identity (cross-entropy) loss, per torchreid engine.
+ID_LOSS_KEYS = {"softmax": "loss", "triplet": "loss_x"}
+METRICS = ("rank1", "rank5", "mAP", "mINP")
+# An identity loss still above this fraction of ln(identities) after the last epoch: not learned.
+STUCK_FRACTION = 0.9
 SMOKE_NOTE = (
-    "SMOKE RUN, NOT AN ACCURACY CLAIM: tiny embedded benchmark, a single short training on a "
-    "shared 2-core CPU, no ImageNet weights; it only proves that every code path (ours and "
-    "torchreid's engines on our data, one evaluator) runs end to end."
+    "SMOKE RUN, NOT AN ACCURACY CLAIM: a tiny embedded benchmark trained for an epoch or two on "
+    "a shared CPU; it only shows that every code path runs end to end."
 )
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default=DEFAULT_MODELS, help="comma list, NAME[:ENGINE]")
-    parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, default=RESULTS / "compare_baselines.json")
-    parser.add_argument(
-        "--work-dir",
-        type=Path,
-        default=Path("log/compare_baselines"),
-        help="checkpoints and configs of every model",
+@dataclass(frozen=True)
+class ModelSpec:
+    """One row: ours (``engine`` None) or a torchreid model with the engine that trains it."""
+
+    key: str  # the row's name: "baseline", "osnet_x0_25", "resnet50:triplet"
+    torchreid_name: str | None = None
+    engine: str | None = None  # "softmax" | "triplet"
+
+    @property
+    def folder(self) -> str:
+        return self.key.replace(":", "-")
+
+    @property
+    def label(self) -> str:
+        if self.engine is None:
+            return VARIANT_LABELS.get(self.key, self.key)
+        return f"torchreid {self.torchreid_name} + {ENGINES[self.engine]}"
+
+
+def parse_model(item: str) -> ModelSpec:
+    """``'baseline'`` -> ours; ``'osnet_x0_25'``, ``'resnet50:triplet'`` -> torchreid's."""
+    if item in VARIANTS:
+        return ModelSpec(item)
+    name, _, engine = item.partition(":")
+    engine = engine or "softmax"
+    if engine not in ENGINES:
+        raise ValueError(f"{item!r}: the engine must be one of {sorted(ENGINES)}")
+    if name in MODEL_FACTORIES:
+        raise ValueError(
+            f"{name!r} is one of ours: torchreid's engines cannot train it; ask for a variant "
+            f"instead ({', '.join(sorted(VARIANTS))})"
+        )
+    known = sorted(set(compat.model_factory()) - set(MODEL_FACTORIES))
+    if name not in known:
+        raise ValueError(
+            f"{name!r} is neither a variant of ours ({', '.join(sorted(VARIANTS))}) nor a "
+            f"torchreid model ({', '.join(known)})"
+        )
+    return ModelSpec(name if engine == "softmax" else item, name, engine)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How torchreid's models are trained: plain values, recorded with every run."""
+
+    optim: str
+    lr: float
+    weight_decay: float
+    epochs: int
+    warmup_epochs: int
+    milestones: tuple[int, ...]
+    gamma: float
+    margin: float
+    warmup_factor: float = 0.1
+    lr_scheduler: str = "multi_step"
+    label_smooth: bool = True
+    pretrained: bool = False
+
+
+# Recipe field -> (type, the config key that gives its default, help): one flag each.
+RECIPE_FLAGS: dict[str, tuple[type, str, str]] = {
+    "optim": (str, "train.optim", "torchreid's build_optimizer: adam|amsgrad|sgd|rmsprop|radam"),
+    "lr": (float, "train.lr", "learning rate"),
+    "weight_decay": (float, "train.weight_decay", "weight decay"),
+    "epochs": (int, "train.max_epoch", "epochs"),
+    "warmup_epochs": (int, "train.warmup_epochs", "linear warm-up epochs (0 = none)"),
+    "milestones": (int, "train.milestones", "epochs where the lr is multiplied by gamma"),
+    "gamma": (float, "train.gamma", "lr decay factor"),
+    "margin": (float, "loss.margin", "ImageTripletEngine's triplet margin"),
+}
+
+
+def _cfg_value(cfg: CN, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def recipe_from(args: argparse.Namespace, cfg: CN) -> Recipe:
+    """The flags, each defaulting to the config's value (the budget our rows get)."""
+    values = {
+        field: _cfg_value(cfg, key) if getattr(args, field) is None else getattr(args, field)
+        for field, (_, key, _) in RECIPE_FLAGS.items()
+    }
+    return Recipe(
+        **{**values, "milestones": tuple(values["milestones"])},
+        warmup_factor=args.warmup_factor,
+        lr_scheduler=args.lr_scheduler,
+        label_smooth=not args.no_label_smooth,
+        pretrained=cfg.model.pretrained,
     )
-    parser.add_argument("--root", default=None, help="real data root (e.g. reid-data)")
-    parser.add_argument(
-        "--dataset",
-        default=None,
-        help="configs/<NAME>.yaml, or a dataset name used as source and target",
+
+
+def with_warmup(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    *,
+    epochs: int,
+    factor: float = 0.1,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """torchreid's ``scheduler`` with a linear warm-up from ``factor * lr`` chained in front.
+
+    Both are stepped once per epoch (torchreid's ``Engine.update_lr``) and their factors
+    multiply: at epoch ``e < epochs`` the lr is ``lr * (factor + (1 - factor) * e / epochs)``
+    times the decay of ``scheduler``, the same schedule as our engine's ``build_scheduler``.
+    """
+    if epochs <= 0:
+        return scheduler
+    warmup = torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=factor, end_factor=1.0, total_iters=epochs
     )
-    parser.add_argument("--config", default=None, help="explicit config file (real data)")
-    parser.add_argument("--sources", default=None, help="comma list of train datasets")
-    parser.add_argument("--targets", default=None, help="comma list of test datasets")
-    parser.add_argument(
-        "--preset",
-        default=None,
-        choices=("cpu", "gpu"),
-        help="embedded benchmark preset (default: gpu on CUDA, else cpu)",
+    return torch.optim.lr_scheduler.ChainedScheduler([scheduler, warmup], optimizer=optimizer)
+
+
+class EngineLog:
+    """What a torchreid engine reports, read without subclassing it: the ``forward_backward``
+    summaries of every step (per-epoch means) and the start and Rank-1 of its final test."""
+
+    def __init__(self) -> None:
+        self._values: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        self.test_started: float | None = None
+        self.torchreid_rank1: float | None = None
+
+    @classmethod
+    def attach(cls, engine: Any) -> EngineLog:
+        log = cls()
+        forward_backward, test = engine.forward_backward, engine.test
+
+        def logged_forward_backward(data: dict[str, Any]) -> dict[str, float]:
+            summary = forward_backward(data)
+            for name, value in summary.items():
+                log._values[engine.epoch][name].append(float(value))
+            return summary
+
+        def timed_test(**kwargs: Any) -> float:
+            log.test_started = time.perf_counter()
+            log.torchreid_rank1 = float(test(**kwargs))
+            return log.torchreid_rank1
+
+        engine.forward_backward, engine.test = logged_forward_backward, timed_test
+        return log
+
+    def epoch_means(self) -> list[dict[str, float]]:
+        """``[{summary key: mean over the epoch's steps}]``, one entry per epoch."""
+        return [
+            {name: statistics.fmean(v) for name, v in self._values[epoch].items()}
+            for epoch in sorted(self._values)
+        ]
+
+
+def torchreid_datamanager(cfg: CN, device: torch.device) -> Any:
+    """Our data for torchreid's engines: torchreid's ``RandomIdentitySampler`` (the
+    ``PoseDataManager`` default) and no pose maps (torchreid's models read ``img`` and ``pid``)."""
+    from torchreid_pgflkd.data.datamanager import PoseDataManager
+
+    kwargs = {**adapters.datamanager_kwargs(cfg), "pose_source": "none"}
+    return PoseDataManager(
+        geometry=build.pose_geometry(cfg), pin_memory=device.type == "cuda", **kwargs
     )
-    parser.add_argument("--backbone", default=None, help="PGFL-KD/baseline backbone")
-    parser.add_argument("--height", type=int, default=None)
-    parser.add_argument("--width", type=int, default=None)
-    parser.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--smoke", action="store_true", help="mark the JSON as a smoke run")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return parser.parse_args()
 
 
-def build_config(args: argparse.Namespace) -> CN:
-    """The shared config: embedded benchmark by default, a real dataset with ``--root``."""
-    opts: list[str] = []
-    if args.epochs is not None:
-        opts += ["train.max_epoch", str(args.epochs)]
-    if args.backbone:
-        opts += ["model.backbone", args.backbone]
-    if args.height:
-        opts += ["data.height", str(args.height)]
-    if args.width:
-        opts += ["data.width", str(args.width)]
-    if args.device:
-        opts += ["train.device", args.device]
-    for key, value in (("data.sources", args.sources), ("data.targets", args.targets)):
-        if value:
-            opts += [key, str(value.split(","))]
-    if args.root is None:
-        if args.dataset or args.config:
-            raise SystemExit("--dataset/--config need --root (the folder holding the datasets)")
-        preset = args.preset or ("gpu" if torch.cuda.is_available() else "cpu")
-        return embedded_config(seed=args.seed, preset=preset, opts=[*opts, *args.opts])
-    path = args.config
-    if args.dataset and not path:
-        candidate = REPO / "configs" / f"{args.dataset}.yaml"
-        if candidate.is_file():
-            path = str(candidate)
-        elif not args.sources:
-            opts += ["data.sources", str([args.dataset]), "data.targets", str([args.dataset])]
-    seeds = ["train.seed", str(args.seed)]
-    cfg = load_config(path, ["data.root", args.root, *seeds, *opts, *args.opts])
-    if not os.path.isdir(cfg.data.root):
-        raise SystemExit(f"data root {cfg.data.root} does not exist (expected the datasets there)")
-    return cfg
-
-
-def parse_models(spec: str) -> list[tuple[str, str | None]]:
-    """``'pgflkd,resnet50:softmax'`` -> ``[('pgflkd', None), ('resnet50', 'softmax')]``."""
-    out: list[tuple[str, str | None]] = []
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        name, _, engine = item.partition(":")
-        if name in VARIANTS:
-            out.append((name, None))
-            continue
-        engine = engine or TORCHREID_ENGINES.get(name, "softmax")
-        if engine not in ENGINE_CLASSES:
-            raise SystemExit(f"engine of {name!r} must be one of {sorted(ENGINE_CLASSES)}")
-        out.append((name, engine))
+def evaluate_targets(
+    model: torch.nn.Module,
+    datamanager: Any,
+    *,
+    device: torch.device,
+    metric: str,
+    channels_last: bool,
+) -> dict[str, dict[str, Any]]:
+    """Our exact evaluator on every test set: eval-mode features of query and gallery."""
+    out = {}
+    for name, loaders in datamanager.test_loader.items():
+        q, g = (
+            extract_features(model, loaders[split], device=device, channels_last=channels_last)
+            for split in ("query", "gallery")
+        )
+        res = evaluate_features(
+            q["feat"], g["feat"], q["pids"], g["pids"], q["camids"], g["camids"],
+            metric=metric, device=device, progress=False,
+        )  # fmt: skip
+        out[name] = {**{k: res[k] for k in METRICS}, "num_queries": res.get("num_valid_queries")}
+        logger.info(
+            "%s: Rank-1 %.1f%%  mAP %.1f%%  mINP %.1f%%",
+            name, 100 * res["rank1"], 100 * res["mAP"], 100 * res["mINP"],
+        )  # fmt: skip
     return out
 
 
-@torch.no_grad()
-def extract(model: torch.nn.Module, loader: Any, device: torch.device) -> dict[str, Any]:
-    """Eval-mode features ``(N, D)`` with their ids and cameras."""
-    feats, pids, camids = [], [], []
-    for data in loader:
-        feats.append(model(data["img"].to(device)).float().flatten(1).cpu())
-        pids.append(torch.as_tensor(data["pid"]))
-        camids.append(torch.as_tensor(data["camid"]))
-    return {"feat": torch.cat(feats), "pids": torch.cat(pids), "camids": torch.cat(camids)}
+def data_settings(cfg: CN) -> dict[str, Any]:
+    """The data side of ``settings_of`` (its model keys describe our rows only)."""
+    keep = ("seed", "data_seed", "image_size", "batch_size", "num_train_ids", "images_per_id",
+            "num_test_ids", "occlusion_prob", "device", "dataset_dir", "sources",
+            "targets")  # fmt: skip
+    settings = settings_of(cfg)
+    return {
+        **{k: settings[k] for k in keep},
+        "num_instances": cfg.sampler.num_instances,
+        "metric": cfg.test.metric,
+        "channels_last": cfg.train.channels_last,
+    }
 
 
-def evaluate_model(
-    model: torch.nn.Module, datamanager: Any, device: torch.device, metric: str
-) -> dict[str, dict[str, Any]]:
-    """Our evaluator on every target's query/gallery loaders."""
-    model.eval()
-    results = {}
-    for name, loaders in datamanager.test_loader.items():
-        q = extract(model, loaders["query"], device)
-        g = extract(model, loaders["gallery"], device)
-        results[name] = evaluate_features(
-            q["feat"],
-            g["feat"],
-            q["pids"].numpy(),
-            g["pids"].numpy(),
-            q["camids"].numpy(),
-            g["camids"].numpy(),
-            metric=metric,
-            device=device,
-            progress=False,
-        )
-    return results
+def smallest_gallery(datamanager: Any) -> int:
+    return min(len(datamanager.fetch_test_loaders(t)[1]) for t in datamanager.targets)
 
 
-def inference_cost(model: torch.nn.Module, image_hw: tuple[int, int]) -> dict[str, float]:
-    """Parameters used at test time (classifiers excluded) and forward GFLOPs per image."""
-    params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("classifier"))
-    model = model.eval()
-    device = next(model.parameters()).device
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 3, *image_hw, device=device))
-    return {"params": params, "gflops": counter.get_total_flops() / 1e9}
-
-
-def train_torchreid(cfg: CN, name: str, engine_kind: str, work_dir: Path) -> dict[str, Any]:
-    """Train torchreid's ``name`` with its ``engine_kind`` engine on our data; score it."""
+def train_torchreid(cfg: CN, spec: ModelSpec, recipe: Recipe, output: Path) -> dict[str, Any]:
+    """Train torchreid's model with torchreid's engine on our data, score it with our
+    evaluator; writes ``output/<model>/record.json`` and returns the record."""
+    out = output / spec.folder
     cfg = build.prepare_synthetic(cfg, progress=False)
-    device = build.adapters.resolve_device(cfg)
-    datamanager = build.build_datamanager(cfg)
+    device = adapters.resolve_device(cfg)
+    datamanager = torchreid_datamanager(cfg, device)
     seed_everything(cfg.train.seed)
+    num_classes = datamanager.num_train_pids
     model = compat.build_torchreid_model(
-        name, datamanager.num_train_pids, loss=engine_kind, pretrained=cfg.model.pretrained
+        spec.torchreid_name,
+        num_classes,
+        loss=spec.engine,
+        pretrained=recipe.pretrained,
+        use_gpu=device.type == "cuda",
     ).to(device)
-    if cfg.train.channels_last:
-        # As our engine does: NHWC weights make convolutions pick the fast NHWC kernels
-        # (about 10x on a CPU); torchreid's engines are otherwise unchanged.
+    if cfg.train.channels_last:  # as our engine: NHWC convolutions (about 10x on a CPU)
         model = model.to(memory_format=torch.channels_last)
     optim = compat.submodule("optim")
     optimizer = optim.build_optimizer(
-        model, optim=cfg.train.optim, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+        model, optim=recipe.optim, lr=recipe.lr, weight_decay=recipe.weight_decay
     )
     scheduler = optim.build_lr_scheduler(
         optimizer,
-        lr_scheduler="multi_step",
-        stepsize=list(cfg.train.milestones),
-        gamma=cfg.train.gamma,
+        lr_scheduler=recipe.lr_scheduler,
+        stepsize=list(recipe.milestones),
+        gamma=recipe.gamma,
+        max_epoch=recipe.epochs,
     )
-    engine_cls = getattr(compat.submodule("engine"), ENGINE_CLASSES[engine_kind])
-    kwargs: dict[str, Any] = {"scheduler": scheduler, "use_gpu": device.type == "cuda"}
-    if engine_kind == "triplet":
-        kwargs["margin"] = cfg.loss.margin
-    engine = engine_cls(datamanager, model, optimizer, **kwargs)
-
+    scheduler = with_warmup(
+        optimizer, scheduler, epochs=recipe.warmup_epochs, factor=recipe.warmup_factor
+    )
+    engine_kwargs: dict[str, Any] = {"label_smooth": recipe.label_smooth}
+    if spec.engine == "triplet":
+        engine_kwargs["margin"] = recipe.margin
+    engine = getattr(compat.submodule("engine"), ENGINES[spec.engine])(
+        datamanager,
+        model,
+        optimizer,
+        scheduler=scheduler,
+        use_gpu=device.type == "cuda",
+        **engine_kwargs,
+    )
+    log = EngineLog.attach(engine)
+    logger.info("training %s (%d identities, %d epochs)", spec.label, num_classes, recipe.epochs)
     start = time.perf_counter()
-    engine.max_epoch = cfg.train.max_epoch
-    sampler = datamanager.train_loader.sampler
-    for epoch in range(cfg.train.max_epoch):
-        engine.epoch = epoch
-        if hasattr(sampler, "set_epoch"):  # same order per epoch as PGFL-KD's engine
-            sampler.set_epoch(epoch)
-        # torchreid prints one line per print_freq batches: once per epoch.
-        engine.train(print_freq=max(1, len(datamanager.train_loader)))
-    train_seconds = time.perf_counter() - start
-    results = evaluate_model(model, datamanager, device, cfg.test.metric)
-    wall = time.perf_counter() - start
-    (work_dir / name).mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), work_dir / name / "model.pth")
-    (target, res), *_ = results.items()
-    return {
-        "model": name,
-        "label": f"torchreid {name} + {ENGINE_CLASSES[engine_kind]}",
-        "backbone": name,
-        "target": target,
-        **{k: res[k] for k in ("rank1", "rank5", "mAP", "mINP")},
-        "per_target": {
-            t: {k: r[k] for k in ("rank1", "rank5", "mAP", "mINP")} for t, r in results.items()
+    engine.run(
+        save_dir=str(out),
+        max_epoch=recipe.epochs,
+        print_freq=max(1, len(datamanager.train_loader)),  # one line per epoch
+        dist_metric=cfg.test.metric,
+        # torchreid prints these CMC ranks and fails on one beyond the smallest gallery
+        ranks=[r for r in (1, 5, 10, 20) if r <= smallest_gallery(datamanager)],
+    )
+    train_seconds = (log.test_started or time.perf_counter()) - start
+    targets = evaluate_targets(
+        model, datamanager, device=device, metric=cfg.test.metric,
+        channels_last=cfg.train.channels_last,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    epochs = log.epoch_means()
+    id_loss = [e[ID_LOSS_KEYS[spec.engine]] for e in epochs]
+    chance = math.log(num_classes)
+    cost = inference_cost(model, (cfg.data.height, cfg.data.width))
+    record = {
+        "model": spec.key,
+        "label": spec.label,
+        "torchreid_name": spec.torchreid_name,
+        "engine": ENGINES[spec.engine],
+        # The first test set's figures at the top level, as in our records.
+        **{k: v for k, v in next(iter(targets.values())).items() if k in METRICS},
+        "targets": targets,
+        "torchreid_rank1_last_target": {
+            "target": cfg.data.targets[-1],
+            "rank1": log.torchreid_rank1,
         },
+        "params": cost["params"],
+        "gflops": cost["gflops"],
         "train_seconds": train_seconds,
-        "train_and_eval_seconds": wall,
-        "inference": inference_cost(model, (cfg.data.height, cfg.data.width)),
-        "status": "ok",
+        "train_and_eval_seconds": seconds,
+        "num_classes": num_classes,
+        "epoch_losses": epochs,
+        "id_loss_per_epoch": id_loss,
+        "id_loss_chance": chance,
+        "learned": bool(id_loss) and id_loss[-1] < STUCK_FRACTION * chance,
+        "recipe": asdict(recipe),
+        "settings": data_settings(cfg),
     }
+    if not record["learned"]:
+        logger.warning(
+            "%s: identity loss %.2f after %d epochs, chance level ln(%d) = %.2f: it did not learn",
+            spec.key, id_loss[-1] if id_loss else float("nan"), len(id_loss), num_classes, chance,
+        )  # fmt: skip
+    write_json(record, out / "record.json")
+    return record
 
 
-def run_ours(cfg: CN, variant: str, work_dir: Path) -> dict[str, Any]:
-    record, engine = train_variant(cfg, variant, work_dir, progress=False)
-    del engine
+def run_model(cfg: CN, spec: ModelSpec, recipe: Recipe, output: Path) -> dict[str, Any]:
+    if spec.engine is None:
+        record, _ = train_variant(cfg, spec.key, output, progress=False)  # writes record.json
+        return record
+    return train_torchreid(cfg, spec, recipe, output)
+
+
+def row_facts(record: dict[str, Any]) -> dict[str, Any]:
+    """Cost, time and identity loss of a record, ours (``deployed``) or torchreid's."""
+    if "engine" in record:
+        facts = {k: record[k] for k in ("params", "gflops", "train_seconds", "id_loss_per_epoch")}
+        return {**facts, "final_id_loss": (record["id_loss_per_epoch"] or [None])[-1]}
     return {
-        "model": variant,
-        "label": record["label"],
-        "backbone": record["settings"]["backbone"],
-        "target": ",".join(cfg.data.targets),
-        **{k: record[k] for k in ("rank1", "rank5", "mAP", "mINP")},
+        "params": record["deployed"]["params"],
+        "gflops": record["deployed"]["gflops"],
         "train_seconds": None,
-        "train_and_eval_seconds": record["train_and_eval_seconds"],
-        "inference": record["deployed"],
-        "settings": record["settings"],
-        "status": "ok",
+        "id_loss_per_epoch": None,  # our engine keeps the last epoch's losses only
+        "final_id_loss": record.get("final_losses", {}).get("loss_mb_id"),
     }
 
 
-def table(records: list[dict[str, Any]]) -> str:
-    rows = []
-    for r in records:
-        if r["status"] != "ok":
-            rows.append([r["model"], r["label"], *["-"] * 7, r["status"][:80]])
+def summarise_models(runs: dict[str, dict[int, dict]], specs: list[ModelSpec]) -> dict[str, Any]:
+    """Per model: mean / std of every metric per test set (percent) and the paired gain over
+    the baseline (``ablation.summarise``), plus torchreid name, engine, cost, time, id loss."""
+    summary = summarise(runs)
+    for spec in specs:
+        if spec.key not in summary:
             continue
-        rows.append(
-            [
-                r["model"],
-                r["label"],
-                r["backbone"],
-                *(f"{100 * r[k]:.1f}" for k in ("rank1", "rank5", "mAP", "mINP")),
-                f"{r['train_and_eval_seconds']:.0f}",
-                f"{r['inference']['params'] / 1e6:.1f}M / {r['inference']['gflops']:.2f}",
-                "ok",
-            ]
+        by_seed = runs[spec.key]
+        facts = {seed: row_facts(r) for seed, r in by_seed.items()}
+        first = next(iter(by_seed.values()))
+        last_id = [f["final_id_loss"] for f in facts.values() if f["final_id_loss"] is not None]
+        train = [f["train_seconds"] for f in facts.values() if f["train_seconds"] is not None]
+        summary[spec.key].update(
+            label=spec.label,
+            torchreid_name=spec.torchreid_name,
+            engine=ENGINES.get(spec.engine or "", "ours"),
+            params=facts[min(facts)]["params"],
+            gflops=facts[min(facts)]["gflops"],
+            train_seconds={"mean": statistics.fmean(train), "values": train} if train else None,
+            id_loss_per_epoch={str(s): f["id_loss_per_epoch"] for s, f in facts.items()},
+            final_id_loss=statistics.fmean(last_id) if last_id else None,
+            id_loss_chance=first.get("id_loss_chance"),
+            learned=all(r["learned"] for r in by_seed.values()) if "learned" in first else None,
         )
-    headers = [
-        "model",
-        "engine",
-        "backbone",
-        "R1 %",
-        "R5 %",
-        "mAP %",
-        "mINP %",
-        "train+eval s",
-        "params / GFLOPs",
-        "status",
-    ]
+    return summary
+
+
+def table(summary: dict[str, Any]) -> str:
+    rows = []
+    for key, s in summary.items():
+        losses = [v for v in s["id_loss_per_epoch"].values() if v]
+        loss = "" if s["final_id_loss"] is None else f"{s['final_id_loss']:.2f}"
+        if losses:
+            loss = f"{statistics.fmean(v[0] for v in losses):.2f} -> {loss}"
+        if s.get("id_loss_chance"):
+            loss += f" (ln C {s['id_loss_chance']:.2f})"
+        for target, t in s["targets"].items():
+            gain = t.get("gain_over_baseline")
+            rows.append([
+                key, s["engine"], target,
+                *(f"{t[m]['mean']:.1f} ± {t[m]['std']:.1f}" for m in ("rank1", "mAP", "mINP")),
+                f"{gain['rank1']['mean']:+.1f} / {gain['mAP']['mean']:+.1f}" if gain else "",
+                f"{s['params'] / 1e6:.2f}M", f"{s['gflops']:.3f}",
+                f"{s['train_and_eval_seconds']['mean']:.0f}", loss,
+                {True: "yes", False: "NO", None: ""}[s["learned"]],
+            ])  # fmt: skip
+    headers = ["model", "engine", "test set", "Rank-1", "mAP", "mINP", "gain R1 / mAP",
+               "params", "GFLOPs", "seconds", "id loss (first ->) last", "learned"]  # fmt: skip
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
-def main() -> None:
-    args = parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cfg = build_config(args)
-    models = parse_models(args.models)
-    device = build.adapters.resolve_device(cfg)
-    logger.info(
-        "data %s -> %s at %dx%d, %d epochs, seed %d, device %s",
-        list(cfg.data.sources),
-        list(cfg.data.targets),
-        cfg.data.height,
-        cfg.data.width,
-        cfg.train.max_epoch,
-        cfg.train.seed,
-        device,
-    )
-    records: list[dict[str, Any]] = []
-    for name, engine_kind in models:
-        logger.info("=== %s%s", name, f" ({ENGINE_CLASSES[engine_kind]})" if engine_kind else "")
-        label = f"torchreid {name} + {ENGINE_CLASSES[engine_kind]}" if engine_kind else name
-        try:
-            if engine_kind is None:
-                records.append(run_ours(cfg, name, args.work_dir))
-            else:
-                records.append(train_torchreid(cfg, name, engine_kind, args.work_dir))
-        except Exception as exc:  # report every failure in the table, keep going
-            logger.exception("%s failed", name)
-            reason = f"failed: {type(exc).__name__}: {exc}".splitlines()[0][:500]
-            records.append({"model": name, "label": label, "status": reason})
-    print(table(records))
+def benchmark_config(args: argparse.Namespace, seed: int, opts: list[str]) -> CN:
+    if args.benchmark == "embedded":
+        return embedded_config(seed=seed, preset=args.preset, opts=opts)
+    return real_config(seed=seed, preset="cuhk03_val" if args.validate else "cuhk03", opts=opts)
 
-    prepared = build.prepare_synthetic(cfg, progress=False)
-    note = (
-        SMOKE_NOTE
-        if args.smoke
-        else ("One training per model with the settings below; compare rows of the same run only.")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _suite.parser(__doc__, "compare_baselines")
+    parser.add_argument("--benchmark", choices=("embedded", "cuhk03"), default="embedded")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--models", nargs="+", default=DEFAULT_MODELS, help="variants of ours, NAME[:ENGINE]"
     )
-    if cfg.train.max_epoch <= cfg.train.warmup_epochs:
-        note += (
-            f" PGFL-KD and the baseline never left their {cfg.train.warmup_epochs}-epoch lr "
-            "warm-up (from lr/10); torchreid's engines have no warm-up."
-        )
+    parser.add_argument("--preset", default="cpu", choices=("cpu", "gpu"), help="embedded only")
+    parser.add_argument("--data-root", default="", help="cuhk03: folder with the real data")
+    parser.add_argument("--validate", action="store_true", help="cuhk03: held-out train people")
+    parser.add_argument("--work-dir", type=Path, default=None, help="default outputs/compare_*")
+    parser.add_argument(
+        "--no-train", action="store_true", help="summarise the runs already in --work-dir only"
+    )
+    parser.add_argument("--smoke", action="store_true", help="mark the report as a smoke run")
+    group = parser.add_argument_group(
+        "torchreid's models",
+        "Each flag defaults to the config's value, the budget our rows get "
+        "(shown: the CPU presets of both benchmarks).",
+    )
+    cpu = embedded_config(seed=0)
+    for field, (kind, key, text) in RECIPE_FLAGS.items():
+        group.add_argument(
+            "--" + field.replace("_", "-"), type=kind, default=None,
+            nargs="+" if field == "milestones" else None,
+            help=f"{text} (default: {key} = {_cfg_value(cpu, key)})",
+        )  # fmt: skip
+    group.add_argument("--warmup-factor", type=float, default=0.1,
+                       help="the warm-up starts at lr x this (default: 0.1)")  # fmt: skip
+    group.add_argument("--lr-scheduler", default="multi_step",
+                       choices=("single_step", "multi_step", "cosine"),
+                       help="torchreid's build_lr_scheduler (default: multi_step)")  # fmt: skip
+    group.add_argument("--no-label-smooth", action="store_true",
+                       help="cross-entropy without label smoothing")  # fmt: skip
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _suite.setup_logging()
+    try:
+        specs = [parse_model(m) for m in args.models]
+    except ValueError as exc:
+        parser.error(str(exc))
+    name = args.benchmark + ("_val" if args.validate else "")
+    if args.output == _suite.RESULTS / "compare_baselines.json":
+        args.output = _suite.RESULTS / f"compare_baselines_{name}.json"
+    work_dir = args.work_dir or Path(f"outputs/compare_baselines_{name}")
+    overrides = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
+    opts = [*overrides, *(["data.root", args.data_root] if args.data_root else [])]
+
+    runs: dict[str, dict[int, dict]] = {s.key: {} for s in specs}
+    failures: dict[str, dict[str, str]] = defaultdict(dict)
+    recipe = None
+    for seed in args.seeds:
+        cfg = benchmark_config(args, seed, opts)
+        recipe = recipe_from(args, cfg)
+        for spec in specs:
+            out = work_dir / f"seed{seed}"
+            done = out / spec.folder / "record.json"
+            if done.is_file():
+                runs[spec.key][seed] = json.loads(done.read_text())
+                logger.info("seed %d %s: reusing %s", seed, spec.key, done)
+                continue
+            if args.no_train:
+                logger.warning(
+                    "seed %d %s: no run in %s (skipped: --no-train)", seed, spec.key, out
+                )
+                continue
+            try:
+                runs[spec.key][seed] = run_model(cfg, spec, recipe, out)
+            except Exception as exc:  # report it, go on with the other models
+                logger.exception("seed %d %s failed", seed, spec.key)
+                failures[spec.key][str(seed)] = f"{type(exc).__name__}: {exc}"[:500]
+
+    for by_seed in runs.values():
+        for record in by_seed.values():
+            record.pop("cmc", None)
+            for res in record.get("targets", {}).values():
+                res.pop("cmc", None)
+    summary = summarise_models(runs, specs)
+    text = table(summary)
+    print(text)
+    for key, reasons in failures.items():
+        print(f"FAILED {key}: " + "; ".join(f"seed {s}: {r}" for s, r in reasons.items()))
     report = {
-        "note": note,
-        "command": " ".join(["python", *sys.argv]),
-        "settings": {
-            "seed": cfg.train.seed,
-            "epochs": cfg.train.max_epoch,
-            "image_size": [cfg.data.height, cfg.data.width],
-            "batch_size": cfg.sampler.batch_size,
-            "num_instances": cfg.sampler.num_instances,
-            "optim": cfg.train.optim,
-            "lr": cfg.train.lr,
-            "weight_decay": cfg.train.weight_decay,
-            "milestones": list(cfg.train.milestones),
-            "warmup_epochs_pgflkd_only": cfg.train.warmup_epochs,
-            "pretrained": cfg.model.pretrained,
-            "metric": cfg.test.metric,
-            "models": args.models,
-        },
-        "data": {
-            "root": prepared.data.root,
-            "dataset_dir": prepared.data.dataset_dir,
-            "sources": list(cfg.data.sources),
-            "targets": list(cfg.data.targets),
-            "synthetic": dict(cfg.synthetic) if args.root is None else None,
-        },
-        "hardware": {
-            "device": str(device),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "torchreid": importlib.metadata.version("torchreid"),
-            "pgflkd_version": torchreid_pgflkd.__version__,
-        },
-        "models": {r["model"]: r for r in records},
+        "benchmark": name,
+        "smoke": args.smoke,
+        "note": (SMOKE_NOTE + " " if args.smoke else "")
+        + "metrics in percent; mean and sample standard deviation over seeds; gains are paired "
+        "per seed against the baseline; params and GFLOPs per image of the model as evaluated "
+        "(ours: the deployed main branch), classifiers included",
+        "command": " ".join(["python", "benchmarks/compare_baselines.py", *(argv or sys.argv[1:])]),
+        "seeds": args.seeds,
+        "models": [s.key for s in specs],
+        "overrides": overrides,
+        "torchreid_recipe": asdict(recipe) if recipe else None,
+        "summary": summary,
+        "failures": dict(failures),
+        "runs": {k: {str(s): r for s, r in by_seed.items()} for k, by_seed in runs.items()},
+        "table": text,
     }
-    write_results_json(report, args.output)
-    logger.info("wrote %s", args.output)
+    _suite.write_report(report, args.output)
+    return report
 
 
 if __name__ == "__main__":

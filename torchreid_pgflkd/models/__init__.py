@@ -41,6 +41,8 @@ MODEL_FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "pgflkd_resnet34": _torchreid_factory(PGFLKD, "resnet34"),
     "pgflkd_resnet18": _torchreid_factory(PGFLKD, "resnet18"),
     "pgflkd_resnet_mini": _torchreid_factory(PGFLKD, "resnet_mini"),
+    "pgflkd_osnet_x0_25": _torchreid_factory(PGFLKD, "osnet_x0_25"),
+    "pgflkd_osnet_x1_0": _torchreid_factory(PGFLKD, "osnet_x1_0"),
     "bnneck_resnet50": _torchreid_factory(BNNeckReID, "resnet50"),
     "bnneck_resnet18": _torchreid_factory(BNNeckReID, "resnet18"),
 }

@@ -22,7 +22,7 @@ import os
 import torch
 from torch import nn
 
-from torchreid_pgflkd.models.backbone import build_resnet
+from torchreid_pgflkd.models.backbone import build_backbone
 from torchreid_pgflkd.models.heads import BNNeck, weighted_avg_pool
 from torchreid_pgflkd.models.outputs import BranchOutput, TrainOutput
 from torchreid_pgflkd.pose.contract import DEFAULT_PARTS, check_pose_maps
@@ -82,7 +82,7 @@ class PGFLKD(nn.Module):
         self.share_layer4 = share_layer4
         self.interaction = interaction and (feb or sab)
 
-        self.stem, layer4, self.feature_dim = build_resnet(
+        self.stem, layer4, self.feature_dim = build_backbone(
             backbone,
             last_stride=last_stride,
             pretrained=pretrained,
@@ -97,7 +97,7 @@ class PGFLKD(nn.Module):
             if share_layer4 or name == "mb":
                 return layer4
             if branch_init == "independent":
-                return build_resnet(backbone, last_stride=last_stride, pretrained=False)[1]
+                return build_backbone(backbone, last_stride=last_stride, pretrained=False)[1]
             return copy.deepcopy(layer4)
 
         self.layer4 = nn.ModuleDict({name: branch_layer4(name) for name in self.branch_names})
