@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, weights_only round trips, RNG restore, readable errors."""
+"""Checkpoints: atomic writes, weights_only round trips, RNG restore, readable errors, the
+epoch convention (torchreid's), snapshots and pruning."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from torch import nn
 from torchreid_pgflkd.engine import checkpoint as ckpt_mod
 from torchreid_pgflkd.engine.checkpoint import (
     CheckpointError,
-    latest_checkpoint,
+    finished_epochs,
     load_checkpoint,
     load_pretrained_weights,
     save_checkpoint,
-    save_epoch_checkpoint,
+    save_run_checkpoint,
 )
 
 
@@ -64,8 +65,9 @@ def test_round_trip_is_weights_only_and_restores_everything(tmp_path):
     raw = torch.load(path, weights_only=True)  # no custom class or numpy value inside
     assert raw["metrics"] == {"rank1": 0.625, "mAP": 0.5, "cmc": [0.0, 0.25, 0.5]}
     assert type(raw["metrics"]["rank1"]) is float
-    assert raw["meta"] == {"model_class": "TinyReid", "num_classes": 10}
-    assert raw["format_version"] == ckpt_mod.FORMAT_VERSION
+    assert raw["meta"]["model_class"] == "TinyReid" and raw["meta"]["num_classes"] == 10
+    assert raw["meta"]["model_name"] is None  # not a PGFL-KD model
+    assert raw["format_version"] == ckpt_mod.FORMAT_VERSION == 2
 
     torch.manual_seed(123)
     model2 = TinyReid()
@@ -193,18 +195,55 @@ def test_data_parallel_wrapper_is_unwrapped_on_save(tmp_path):
     assert keys == model.state_dict().keys()
 
 
-def test_epoch_naming_latest_and_pruning(tmp_path):
-    assert latest_checkpoint(tmp_path / "absent") is None
-    assert latest_checkpoint(tmp_path) is None
+def test_snapshots_every_n_epochs_and_pruning(tmp_path):
     model, opt, _, _ = trained()
-    for epoch in range(1, 5):
-        save_epoch_checkpoint(tmp_path, model=model, optimizer=opt, epoch=epoch, keep_last=2)
+    for epoch in range(1, 7):
+        save_run_checkpoint(
+            tmp_path, model=model, optimizer=opt, epoch=epoch, keep_last=2, snapshot_freq=2
+        )
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["checkpoint_epoch003.pth", "checkpoint_epoch004.pth", "last.pth"]
-    assert load_checkpoint(latest_checkpoint(tmp_path))["epoch"] == 4
+    assert names == ["checkpoint_epoch004.pth", "checkpoint_epoch006.pth", "last.pth"]
+    assert load_checkpoint(tmp_path / "last.pth")["epoch"] == 6
 
-    # A crash after writing epoch 5 but before refreshing last.pth: resume from epoch 5.
-    newer = save_checkpoint(tmp_path / "checkpoint_epoch005.pth", model=model, epoch=5)
-    stale = tmp_path / "last.pth"
-    os.utime(stale, ns=(newer.stat().st_mtime_ns - 10**9,) * 2)
-    assert latest_checkpoint(tmp_path) == newer
+    for epoch in range(7, 9):  # the default: last.pth only, and keep_last=0 prunes them all
+        save_run_checkpoint(tmp_path, model=model, epoch=epoch, keep_last=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]
+
+
+def test_epoch_counts_finished_epochs_as_torchreid_resumes_them(tmp_path):
+    """torchreid's resume_from_checkpoint starts at checkpoint['epoch']: after 3 finished
+    epochs that must be 3 (the next epoch's 0-based index); format 1 files stored 2."""
+    from torchreid_pgflkd import compat
+
+    model, opt, sched, _ = trained()
+    path = save_run_checkpoint(tmp_path, model=model, optimizer=opt, scheduler=sched, epoch=3)
+    resume = compat.submodule("utils.torchtools").resume_from_checkpoint
+    assert resume(str(path), TinyReid(), torch.optim.Adam(TinyReid().parameters())) == 3
+    state = load_checkpoint(path)
+    assert finished_epochs(state) == 3
+    old = {**state, "format_version": 1, "epoch": 2}  # what format 1 wrote after 3 epochs
+    assert finished_epochs(old) == 3
+
+
+def test_pgflkd_checkpoints_name_the_registered_model(tmp_path):
+    from torchreid_pgflkd.models import MODEL_FACTORIES, build_pgflkd
+
+    for backbone, name in (("resnet_mini", "pgflkd_resnet_mini"), ("resnet50", "pgflkd")):
+        assert name in MODEL_FACTORIES
+        model = nn.Module()
+        model.backbone_name = backbone  # what PGFLKD records; no need to build a ResNet-50
+        assert ckpt_mod.model_name(model) == name
+    model = build_pgflkd(num_classes=3, backbone="resnet_mini", pretrained=False, num_parts=2)
+    path = save_checkpoint(tmp_path / "m.pth", model=model, epoch=1)
+    assert torch.load(path, weights_only=True)["meta"]["model_name"] == "pgflkd_resnet_mini"
+
+
+def test_checkpoints_are_readable_by_group_and_others(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        model, _, _, _ = trained()
+        save_run_checkpoint(tmp_path, model=model, epoch=2, snapshot_freq=1, keep_last=1)
+    finally:
+        os.umask(umask)
+    for name in ("last.pth", "checkpoint_epoch002.pth"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name

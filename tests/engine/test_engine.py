@@ -66,7 +66,7 @@ def test_run_saves_loadable_checkpoints_and_results(tiny_opts: list[str], tmp_pa
     (name,) = results
     assert 0 <= results[name]["rank1"] <= 1 and 0 <= results[name]["mAP"] <= 1
     state = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
-    assert state["epoch"] == 0 and "loss_mb_id" in state["metrics"]["losses"]
+    assert state["epoch"] == 1 and "loss_mb_id" in state["metrics"]["losses"]
     assert any((tmp_path / "run" / "tensorboard").iterdir())
 
 
@@ -96,27 +96,28 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(
     opts[opts.index("train.max_epoch") + 1] = "3"
     opts[opts.index("data.workers") + 1] = "1"  # augmentation in a worker process too
     opts += ["data.persistent_workers", "False"]  # bit-exact resume needs fresh workers
+    opts += ["train.snapshot_freq", "1"]  # a file per epoch, to kill the run after the first
     ref = [*opts, "train.save_dir", str(tmp_path / "ref")]
     subprocess.run(_train_cmd(ref), env=env, check=True, capture_output=True)
 
     run = [*opts, "train.save_dir", str(tmp_path / "run")]
     proc = subprocess.Popen(_train_cmd(run), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
-    first = tmp_path / "run" / "checkpoint_epoch000.pth"
+    first = tmp_path / "run" / "checkpoint_epoch001.pth"
     deadline = time.time() + 300
     while not first.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert first.exists(), proc.stderr.read().decode()[-2000:] if proc.stderr else ""
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (tmp_path / "run" / "checkpoint_epoch002.pth").exists(), "killed too late"
+    assert not (tmp_path / "run" / "checkpoint_epoch003.pth").exists(), "killed too late"
 
     resume = _train_cmd(run)
     resume.insert(resume.index("--config"), "--resume")
     subprocess.run(resume, env=env, check=True, capture_output=True)
     a = torch.load(tmp_path / "ref" / "last.pth", weights_only=True)
     b = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
-    assert a["epoch"] == b["epoch"] == 2
+    assert a["epoch"] == b["epoch"] == 3
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
 

@@ -66,6 +66,7 @@ def datamanager_kwargs(cfg: CN) -> dict[str, Any]:
         pose_source=d.pose_source,
         soft_visibility=d.soft_visibility,
         occlusion_prob=d.occlusion_prob,
+        skip_bad_images=d.skip_bad_images,
     )
 
 

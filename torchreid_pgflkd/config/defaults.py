@@ -7,6 +7,8 @@ override only what differs from these defaults.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from yacs.config import CfgNode as CN
 
 from torchreid_pgflkd.data.datamanager import POSE_SOURCES
@@ -14,7 +16,7 @@ from torchreid_pgflkd.engine.optim import OPTIMIZERS
 from torchreid_pgflkd.engine.step import AMP_MODES
 from torchreid_pgflkd.evaluation.features import METRICS
 from torchreid_pgflkd.losses.alignment import ALIGN_KINDS
-from torchreid_pgflkd.models.backbone import RESNETS
+from torchreid_pgflkd.models.backbone import BACKBONES
 from torchreid_pgflkd.models.pgflkd import BRANCH_INITS
 from torchreid_pgflkd.pose.contract import PART_GROUPINGS
 
@@ -25,7 +27,7 @@ def get_default_config() -> CN:
     cfg = CN()
 
     cfg.model = CN()
-    cfg.model.backbone = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101
+    cfg.model.backbone = "resnet50"  # resnet18|34|50|101, resnet_mini, osnet_x1_0, ... (BACKBONES)
     cfg.model.pretrained = True  # ImageNet initialisation (fails clearly when unavailable)
     cfg.model.pretrained_path = ""  # explicit ImageNet weights file ('' = hub cache/download)
     cfg.model.num_parts = 6  # P body parts: part maps and SAB channel groups (1|2|3|4|6|8)
@@ -46,7 +48,7 @@ def get_default_config() -> CN:
     cfg.data.persistent_workers = False  # faster epochs, but resume is then not bit-exact
     cfg.data.dataset_dir = ""  # dataset folder name under root ('' = the usual names)
     cfg.data.keypoints_dir = ""  # keypoint files ('' = each dataset's default location)
-    cfg.data.visibility_threshold = 0.2  # keypoints below this confidence are invisible
+    cfg.data.visibility_threshold = 0.2  # keypoints below this confidence are invisible [0, 1]
     cfg.data.soft_visibility = False  # scale each keypoint's map by its confidence
     cfg.data.flip_prob = 0.5  # random horizontal flip (swaps left/right joints)
     cfg.data.pad = 10  # pad-and-random-crop padding in pixels (0 = off)
@@ -56,6 +58,7 @@ def get_default_config() -> CN:
     cfg.data.partial_reid_query = "partial"  # Partial-REID query folder: partial | occluded
     # Pose maps from: keypoints (the method) | stripes | shuffled | none (controls, see README)
     cfg.data.pose_source = "keypoints"
+    cfg.data.skip_bad_images = False  # unreadable images: stop before training | drop them
 
     cfg.synthetic = CN()  # the embedded benchmark (used when a source is synthetic_occluded)
     cfg.synthetic.seed = 0  # data seed: identities, poses, occluders
@@ -110,7 +113,8 @@ def get_default_config() -> CN:
     cfg.train.print_freq = 20  # iterations between log lines
     cfg.train.eval_freq = -1  # evaluate every N epochs (-1 = at the end only)
     cfg.train.save_dir = "log/pgflkd"  # checkpoints, merged config, TensorBoard, results
-    cfg.train.keep_last = 3  # epoch checkpoints kept besides last.pth
+    cfg.train.keep_last = 3  # newest epoch snapshots kept (0 = none); last.pth always kept
+    cfg.train.snapshot_freq = 0  # keep checkpoint_epochNNN.pth every N epochs (0 = last.pth only)
 
     cfg.test = CN()
     cfg.test.metric = "euclidean"  # euclidean | cosine
@@ -121,46 +125,209 @@ def get_default_config() -> CN:
     return cfg
 
 
+# What a resumed run may change (``config.resume_config``): how long it trains, how often it
+# evaluates, logs and snapshots, where it writes, its loader workers, and every test setting.
+RESUME_MUTABLE: tuple[str, ...] = (
+    "train.max_epoch",
+    "train.eval_freq",
+    "train.print_freq",
+    "train.keep_last",
+    "train.snapshot_freq",
+    "train.save_dir",
+    "data.workers",
+    "test.*",
+)
+
+# key -> smallest allowed value
+_AT_LEAST: dict[str, float] = {
+    "data.height": 1,
+    "data.width": 1,
+    "data.workers": 0,
+    "data.pad": 0,
+    "synthetic.seed": 0,
+    "synthetic.num_train_ids": 2,
+    "synthetic.num_test_ids": 1,
+    "synthetic.images_per_id": 1,
+    "synthetic.keypoint_noise": 0,
+    "sampler.batch_size": 1,
+    "sampler.num_instances": 1,
+    "sampler.test_batch_size": 1,
+    **{f"loss.{k}": 0 for k in ("id", "tri", "align", "kd_logit", "kd_feat", "kd_attn", "inter")},
+    "loss.margin": 0,
+    "train.weight_decay": 0,
+    "train.max_epoch": 0,
+    "train.warmup_epochs": 0,
+    "train.seed": 0,
+    "train.grad_clip": 0,
+    "train.print_freq": 1,
+    "train.eval_freq": -1,
+    "train.keep_last": 0,
+    "train.snapshot_freq": 0,
+}
+_POSITIVE = ("loss.temperature", "train.lr", "train.gamma")  # must be > 0
+_UNIT = (  # probabilities and confidences: in [0, 1]
+    "data.visibility_threshold",
+    "data.flip_prob",
+    "data.erase_prob",
+    "data.occlusion_prob",
+    "synthetic.keypoint_dropout",
+)
+_WHY = {  # what a value out of range would do, for the error message
+    "data.visibility_threshold": "a keypoint confidence: above 1 every joint is invisible and "
+    "every pose loss silently turns off",
+    "data.workers": "0 loads in the main process",
+    "train.eval_freq": "-1 or 0 evaluates at the end only",
+    "train.keep_last": "0 keeps no snapshot",
+    "synthetic.num_train_ids": "a triplet needs two identities",
+}
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"
+
+
+def _expected(default: object) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "an integer"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, str):
+        return "a string"
+    if isinstance(default, (list, tuple)):
+        item = _expected(default[0]) if default else "values"
+        return f"a list of {item.removeprefix('an ').removeprefix('a ')}s"
+    if isinstance(default, CN):
+        return f"a section (a mapping with keys such as {', '.join(list(default)[:3])})"
+    return "null, a number, a string or true/false"
+
+
+def coerce_value(key: str, value: object, default: object) -> object:
+    """``value`` as the type of ``default`` (an int for a float, 'true' for True), or a
+    ``ValueError`` naming ``key``, the expected type and what was given."""
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, (int, float)):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and isinstance(default, float):
+            return float(value)
+        if number and isinstance(value, int):
+            return value
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+    elif isinstance(default, (list, tuple)):
+        if isinstance(value, (list, tuple)):
+            if not default:
+                return list(value)
+            return [coerce_value(f"{key}[{i}]", v, default[0]) for i, v in enumerate(value)]
+    elif isinstance(default, CN):
+        if isinstance(value, (dict, CN)):
+            return value
+    elif default is None:  # an optional setting (None = decided elsewhere): any plain value
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+    raise ValueError(f"config {key} must be {_expected(default)}, got {value!r} ({_kind(value)})")
+
+
+def _check_types(node: CN, defaults: CN, prefix: str = "") -> None:
+    """Every key of ``defaults`` is in ``node`` with a value of the default's type."""
+    for key, default in defaults.items():
+        if key not in node:
+            raise ValueError(f"config {prefix}{key} is missing ({_expected(default)})")
+        coerce_value(f"{prefix}{key}", node[key], default)  # raises on a wrong type
+        if isinstance(default, CN):
+            _check_types(node[key], default, f"{prefix}{key}.")
+
+
+def _get(cfg: CN, key: str) -> object:
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
 def check_cfg(cfg: CN) -> None:
-    """Raise ``ValueError`` naming the key and the allowed values when ``cfg`` is invalid."""
+    """Raise ``ValueError`` naming the key and what it allows when ``cfg`` is invalid.
 
-    def choice(key: str, value: object, allowed: tuple) -> None:
-        if value not in allowed:
-            raise ValueError(f"config {key}={value!r} is not allowed; choose one of {allowed}")
+    Checks every key: its type (that of the default), its range or allowed values, and the
+    settings that must agree (batch size and instances, snapshots and ``keep_last``).
+    """
+    _check_types(cfg, get_default_config())
 
-    def positive(key: str, value: float, strict: bool = True) -> None:
-        if not (value > 0 if strict else value >= 0):
-            raise ValueError(f"config {key}={value!r} must be {'> 0' if strict else '>= 0'}")
+    def choice(key: str, allowed: tuple) -> None:
+        if _get(cfg, key) not in allowed:
+            raise ValueError(
+                f"config {key}={_get(cfg, key)!r} is not allowed; choose one of {allowed}"
+            )
 
-    choice("model.backbone", cfg.model.backbone, tuple(sorted(RESNETS)))
-    choice("model.last_stride", cfg.model.last_stride, (1, 2))
-    choice("model.num_parts", cfg.model.num_parts, tuple(sorted(PART_GROUPINGS)))
-    choice("train.amp", cfg.train.amp, AMP_MODES)
-    choice("train.optim", cfg.train.optim, OPTIMIZERS)
-    choice("train.device", cfg.train.device, DEVICES)
-    choice("test.metric", cfg.test.metric, METRICS)
-    choice("loss.align_kind", cfg.loss.align_kind, ALIGN_KINDS)
-    choice("data.partial_reid_query", cfg.data.partial_reid_query, ("partial", "occluded"))
-    choice("data.pose_source", cfg.data.pose_source, POSE_SOURCES)
-    choice("model.branch_init", cfg.model.branch_init, BRANCH_INITS)
-    for key in ("id", "tri", "align", "kd_logit", "kd_feat", "kd_attn", "inter", "margin"):
-        positive(f"loss.{key}", getattr(cfg.loss, key), strict=False)
-    positive("loss.temperature", cfg.loss.temperature)
-    positive("train.lr", cfg.train.lr)
-    positive("train.max_epoch", cfg.train.max_epoch, strict=False)
-    positive("data.height", cfg.data.height)
-    positive("data.width", cfg.data.width)
-    for key in ("flip_prob", "erase_prob", "occlusion_prob"):
-        if not 0 <= getattr(cfg.data, key) <= 1:
-            raise ValueError(f"config data.{key}={getattr(cfg.data, key)!r} must be in [0, 1]")
+    def fail(key: str, rule: str) -> None:
+        why = f" ({_WHY[key]})" if key in _WHY else ""
+        raise ValueError(f"config {key}={_get(cfg, key)!r} must be {rule}{why}")
+
+    choice("model.backbone", tuple(sorted(BACKBONES)))
+    choice("model.last_stride", (1, 2))
+    choice("model.num_parts", tuple(sorted(PART_GROUPINGS)))
+    choice("train.amp", AMP_MODES)
+    choice("train.optim", OPTIMIZERS)
+    choice("train.device", DEVICES)
+    choice("test.metric", METRICS)
+    choice("loss.align_kind", ALIGN_KINDS)
+    choice("data.partial_reid_query", ("partial", "occluded"))
+    choice("data.pose_source", POSE_SOURCES)
+    choice("model.branch_init", BRANCH_INITS)
+
+    def number(key: str, ok: Callable[[float], bool], rule: str) -> None:
+        value = _get(cfg, key)
+        if value is None:  # an optional setting left to its preset
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            fail(key, rule)
+
+    for key, low in _AT_LEAST.items():
+        number(key, lambda v, low=low: v >= low, f">= {low}")
+    for key in _POSITIVE:
+        number(key, lambda v: v > 0, "> 0")
+    for key in _UNIT:
+        number(key, lambda v: 0 <= v <= 1, "in [0, 1]")
+    if not 0 <= cfg.loss.label_smoothing < 1:
+        fail("loss.label_smoothing", "in [0, 1)")
+    for key in ("data.root", "train.save_dir"):
+        if not _get(cfg, key):
+            fail(key, "a non-empty path")
+    for key in ("data.sources", "data.targets"):
+        names = _get(cfg, key)
+        if not names or not all(names):
+            fail(key, "a list of one or more dataset names")
     if cfg.sampler.batch_size % cfg.sampler.num_instances:
         raise ValueError(
             f"config sampler.batch_size={cfg.sampler.batch_size} must be a multiple of "
             f"sampler.num_instances={cfg.sampler.num_instances}"
         )
-    if not cfg.data.sources or not cfg.data.targets:
-        raise ValueError("config data.sources and data.targets must each name >= 1 dataset")
-    if sorted(cfg.train.milestones) != list(cfg.train.milestones):
-        raise ValueError(f"config train.milestones={cfg.train.milestones} must be increasing")
+    milestones = list(cfg.train.milestones)
+    if sorted(milestones) != milestones or any(m < 1 for m in milestones):
+        fail("train.milestones", "increasing epoch numbers >= 1")
     if cfg.model.interaction and not (cfg.model.feb or cfg.model.sab):
         raise ValueError("config model.interaction=True needs model.feb or model.sab")
+    if cfg.train.snapshot_freq and not cfg.train.keep_last:
+        raise ValueError(
+            f"config train.snapshot_freq={cfg.train.snapshot_freq} with train.keep_last=0 "
+            "would delete every snapshot as it is written: set keep_last >= 1, or "
+            "snapshot_freq 0 (last.pth only)"
+        )

@@ -22,6 +22,7 @@ from torchreid_pgflkd.data.loaders import (
     dataset_image_hook,
 )
 from torchreid_pgflkd.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pose_transforms
+from torchreid_pgflkd.data.verify import verify_images as check_images
 from torchreid_pgflkd.pose.contract import VISIBILITY_THRESHOLD, PoseGeometry
 from torchreid_pgflkd.pose.maps import DEFAULT_SIGMA, PoseMapper, PriorMapper
 
@@ -64,6 +65,9 @@ class PoseDataManager:
         pin_memory: pin batches (set when training on a GPU).
         persistent_workers: keep train workers across epochs (faster; breaks the exact
             equality of a resumed run with an uninterrupted one, see ``build_train_loader``).
+        verify_images: open every train, query and gallery image once before anything else
+            (``data.verify``): an unreadable one stops here, not after the last epoch.
+        skip_bad_images: drop unreadable images instead (counted and logged).
     """
 
     data_type = "image"
@@ -96,6 +100,8 @@ class PoseDataManager:
         norm_std: Sequence[float] = IMAGENET_STD,
         pin_memory: bool = False,
         persistent_workers: bool = False,
+        verify_images: bool = True,
+        skip_bad_images: bool = False,
     ) -> None:
         self.sources = [sources] if isinstance(sources, str) else list(sources)
         targets = self.sources if targets is None else targets
@@ -122,6 +128,14 @@ class PoseDataManager:
         train_sets = [
             build_dataset(n, root=root, mode="train", **kwargs.get(n, {})) for n in self.sources
         ]
+        self._test_sets: dict[str, Any] = {
+            n: build_dataset(n, root=root, mode="query", **kwargs.get(n, {})) for n in self.targets
+        }
+        if verify_images:
+            splits = {f"{n}/train": ds.train for n, ds in zip(self.sources, train_sets)}
+            for n, ds in self._test_sets.items():
+                splits.update({f"{n}/query": ds.query, f"{n}/gallery": ds.gallery})
+            check_images(splits, skip_bad=skip_bad_images)
         self.transform_tr, self.transform_te = build_pose_transforms(
             height=height,
             width=width,
@@ -154,13 +168,10 @@ class PoseDataManager:
 
         self.test_loader: dict[str, dict[str, Any]] = {}
         self.test_dataset: dict[str, dict[str, list]] = {}
-        self._test_sets: dict[str, Any] = {}
         self._loader_kwargs = dict(
             batch_size=batch_size_test, num_workers=num_workers, pin_memory=pin_memory
         )
-        for name in self.targets:
-            ds = build_dataset(name, root=root, mode="query", **kwargs.get(name, {}))
-            self._test_sets[name] = ds
+        for name, ds in self._test_sets.items():
             self.test_dataset[name] = {"query": ds.query, "gallery": ds.gallery}
             self.test_loader[name] = {
                 split: build_test_loader(

@@ -2,14 +2,19 @@
 
 A checkpoint is a plain dict that ``torch.load(path, weights_only=True)`` accepts: tensors,
 Python scalars, strings, lists, tuples and dicts only; numpy values are converted on save.
-The weights sit under ``'state_dict'``, the key torchreid uses, so torchreid reads our files.
-Files go to a temporary file in the target directory, are fsynced, then moved over the final
-name with ``os.replace``: a crash mid-write never leaves a half file under that name.
-In distributed training only the main process should save (``distributed.is_main_process``).
+The weights sit under ``'state_dict'`` and ``'epoch'`` counts the finished epochs, as in
+torchreid, so torchreid's ``resume_from_checkpoint`` reads our files and starts at the right
+epoch. Files go to a temporary file in the target directory, are fsynced, then moved over the
+final name (``utils.io.atomic_write``): a crash mid-write never leaves a half file under that
+name, and the temporary files a ``kill -9`` leaves behind are removed at the next start.
+A run folder holds ``last.pth`` (always the newest) and optional ``checkpoint_epochNNN.pth``
+snapshots; ``engine.run_folder`` keeps it to one run. In distributed training only the main
+process saves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -25,11 +30,13 @@ import torch
 from torch import nn
 
 from torchreid_pgflkd.engine.distributed import get_rng_state, set_rng_state, unwrap_model
-from torchreid_pgflkd.utils.io import atomic_write
+from torchreid_pgflkd.utils.io import atomic_write, stale_temp_files
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: ``epoch`` is the number of finished epochs (torchreid's convention, the next epoch's
+# 0-based index). 1: ``epoch`` was the 0-based index of the last finished epoch.
+FORMAT_VERSION = 2
 LAST_NAME = "last.pth"
 _EPOCH_RE = re.compile(r"^checkpoint_epoch(\d+)\.pth$")
 _MAX_LISTED = 20
@@ -50,8 +57,23 @@ class PretrainedReport(NamedTuple):
 
 
 def checkpoint_name(epoch: int) -> str:
-    """File name of the checkpoint of ``epoch``: ``checkpoint_epoch007.pth``."""
+    """File name of the snapshot after ``epoch`` finished epochs: ``checkpoint_epoch007.pth``."""
     return f"checkpoint_epoch{epoch:03d}.pth"
+
+
+def model_name(model: nn.Module) -> str | None:
+    """The torchreid ``build_model`` name of a PGFL-KD model: ``pgflkd_<backbone>``, ``pgflkd``
+    for ResNet-50 (the paper's model); ``None`` for a model without ``backbone_name``."""
+    backbone = getattr(unwrap_model(model), "backbone_name", None)
+    if not isinstance(backbone, str):
+        return None
+    return "pgflkd" if backbone == "resnet50" else f"pgflkd_{backbone}"
+
+
+def finished_epochs(state: Mapping[str, Any]) -> int:
+    """The number of finished epochs a checkpoint dict records, whatever its format version."""
+    epoch = int(state["epoch"])
+    return epoch + 1 if state.get("format_version") == 1 else epoch
 
 
 # ---------------------------------------------------------------- saving
@@ -80,6 +102,38 @@ def _plain(obj: Any, where: str) -> Any:
     )
 
 
+def _file_mode() -> int:
+    """``0o666`` less the umask (``0o644`` usually): what ``open()`` gives, where the temporary
+    file of ``atomic_write`` is ``0o600`` and the checkpoint would stay unreadable to others."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    umask = os.umask(0o022)  # no /proc: read the umask by setting it, then put it back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _write(path: Path, write: Any) -> Path:
+    def readable_write(f: Any) -> None:
+        if hasattr(os, "fchmod"):
+            os.fchmod(f.fileno(), _file_mode())
+        write(f)
+
+    return atomic_write(path, readable_write)
+
+
+def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy ``src`` over ``dst`` atomically, keeping its modification time: the age of a
+    checkpoint is that of its contents (``run_folder.refresh_last`` compares ages)."""
+    src, dst = Path(src), Path(dst)
+    with open(src, "rb") as f_src:
+        _write(dst, lambda f: shutil.copyfileobj(f_src, f))
+    st = src.stat()
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return dst
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     *,
@@ -96,9 +150,11 @@ def save_checkpoint(
     """Write a resumable training checkpoint to ``path`` atomically and return the path.
 
     Stores the model weights (a DDP / DataParallel wrapper is unwrapped), the optimizer,
-    scheduler and AMP scaler states when given, ``epoch`` (the last finished epoch), ``step``,
-    ``metrics`` and ``config`` (numpy values converted), the RNG states of ``random``, numpy,
-    torch and CUDA, and ``meta`` (model class, ``num_classes`` from ``extra`` or the model).
+    scheduler and AMP scaler states when given, ``epoch`` (the number of finished epochs,
+    torchreid's convention), ``step``, ``metrics`` and ``config`` (numpy values converted),
+    the RNG states of ``random``, numpy, torch and CUDA, and ``meta`` (model class, registered
+    ``model_name``, ``num_classes`` from ``extra`` or the model). The file is readable by
+    group and others (mode ``0o666`` less the umask).
     """
     path = Path(path)
     net = unwrap_model(model)
@@ -120,29 +176,40 @@ def save_checkpoint(
         "rng": get_rng_state(),
         "meta": {
             "model_class": type(net).__name__,
+            "model_name": model_name(net),
             "num_classes": _plain(num_classes, "num_classes"),
+            "epoch": "finished epochs (torchreid's resume_from_checkpoint starts there)",
         },
     }
-    atomic_write(path, lambda f: torch.save(state, f))
-    logger.info("saved checkpoint %s (epoch %d, step %d)", path, epoch, step)
+    _write(path, lambda f: torch.save(state, f))
+    logger.info("saved checkpoint %s (%d epochs done, step %d)", path, epoch, step)
     return path
 
 
-def save_epoch_checkpoint(
-    directory: str | os.PathLike, *, epoch: int, keep_last: int | None = None, **state: Any
+def save_run_checkpoint(
+    directory: str | os.PathLike,
+    *,
+    epoch: int,
+    keep_last: int | None = None,
+    snapshot_freq: int = 0,
+    **state: Any,
 ) -> Path:
-    """Save ``checkpoint_epoch{epoch:03d}.pth`` and ``last.pth`` in ``directory``.
+    """Save ``last.pth`` in ``directory`` after ``epoch`` finished epochs; returns its path.
 
-    ``state`` is passed to ``save_checkpoint`` (``model=`` is required). With ``keep_last``,
-    only the newest ``keep_last`` epoch files are kept; ``last.pth`` is never pruned.
+    ``state`` is passed to ``save_checkpoint`` (``model=`` is required). Every
+    ``snapshot_freq`` epochs (0 = never) a copy is kept as ``checkpoint_epoch{epoch:03d}.pth``;
+    ``keep_last`` then prunes the snapshots to the newest ``keep_last`` (0 = none). ``last.pth``
+    is written first, so a kill between the two writes never leaves it behind a snapshot.
+    Temporary files of killed checkpoint writes are removed afterwards.
     """
     directory = Path(directory)
-    path = save_checkpoint(directory / checkpoint_name(epoch), epoch=epoch, **state)
-    with open(path, "rb") as src:
-        atomic_write(directory / LAST_NAME, lambda f: shutil.copyfileobj(src, f))
+    last = save_checkpoint(directory / LAST_NAME, epoch=epoch, **state)
+    if snapshot_freq > 0 and epoch % snapshot_freq == 0:
+        copy_checkpoint(last, directory / checkpoint_name(epoch))
     if keep_last is not None:
         prune_checkpoints(directory, keep_last=keep_last)
-    return path
+    remove_stale_temp_files(directory, checkpoints_only=True)
+    return last
 
 
 def _epoch_files(directory: Path) -> list[tuple[int, Path]]:
@@ -152,31 +219,45 @@ def _epoch_files(directory: Path) -> list[tuple[int, Path]]:
     return sorted((int(m.group(1)), p) for m, p in found if m)
 
 
+def snapshot_files(directory: str | os.PathLike) -> list[Path]:
+    """The ``checkpoint_epochNNN.pth`` snapshots in ``directory``, oldest epoch first."""
+    return [p for _, p in _epoch_files(Path(directory))]
+
+
+def checkpoint_files(directory: str | os.PathLike) -> list[Path]:
+    """``last.pth`` and the epoch snapshots in ``directory`` (none when it does not exist)."""
+    directory = Path(directory)
+    last = [directory / LAST_NAME] if (directory / LAST_NAME).is_file() else []
+    return last + snapshot_files(directory)
+
+
 def prune_checkpoints(directory: str | os.PathLike, *, keep_last: int) -> list[Path]:
-    """Delete all but the newest ``keep_last`` epoch checkpoints; returns the deleted paths."""
-    if keep_last < 1:
-        raise ValueError(f"keep_last must be at least 1, got {keep_last}")
-    doomed = [p for _, p in _epoch_files(Path(directory))[:-keep_last]]
+    """Delete all but the newest ``keep_last`` epoch snapshots (0: all); returns the deleted."""
+    if keep_last < 0:
+        raise ValueError(f"keep_last must be >= 0 (0 keeps no snapshot), got {keep_last}")
+    snapshots = snapshot_files(directory)
+    doomed = snapshots[: len(snapshots) - keep_last] if keep_last else snapshots
     for p in doomed:
         p.unlink(missing_ok=True)
         logger.debug("pruned checkpoint %s", p)
     return doomed
 
 
-def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
-    """The checkpoint to resume from: the newer of ``last.pth`` and the highest epoch file.
+def remove_stale_temp_files(
+    directory: str | os.PathLike, *, checkpoints_only: bool = False
+) -> list[Path]:
+    """Delete the temporary files killed writes left in ``directory``; returns them.
 
-    Newer is by modification time (ties go to ``last.pth``), so a crash between writing an
-    epoch file and refreshing ``last.pth`` still resumes from the epoch file. ``None`` when
-    the directory holds neither (or does not exist).
+    Only safe while this process owns the folder (``run_folder_lock``): another writer's
+    temporary file looks the same. ``checkpoints_only`` limits it to checkpoint writes.
     """
-    directory = Path(directory)
-    candidates = [p for _, p in _epoch_files(directory)[-1:]]
-    if (directory / LAST_NAME).is_file():
-        candidates.append(directory / LAST_NAME)
-    if not candidates:
-        return None
-    return max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name == LAST_NAME))
+    stale = stale_temp_files(directory)
+    if checkpoints_only:
+        stale = [p for p in stale if p.name.startswith((f".{LAST_NAME}.", ".checkpoint_epoch"))]
+    for p in stale:
+        p.unlink(missing_ok=True)
+        logger.info("removed %s, left by a write that was killed", p)
+    return stale
 
 
 # ---------------------------------------------------------------- loading
@@ -196,18 +277,21 @@ def _numpy_safe_globals() -> list[Any]:
     return [np.dtype, *dtype_types, *((scalar, name) for name in names)]
 
 
-def read_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> Any:
+def read_checkpoint(
+    path: str | os.PathLike, *, map_location: Any = "cpu", mmap: bool = False
+) -> Any:
     """``torch.load(path, weights_only=True)`` with numpy scalars allowed and clear errors.
 
     Never falls back to ``weights_only=False``: a file holding other Python objects is refused
-    with a ``CheckpointError`` naming the object.
+    with a ``CheckpointError`` naming the object. ``mmap`` maps the tensors instead of reading
+    them (cheap when only ``config`` or ``epoch`` is needed; zip-format files only).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (no such file)")
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if refused:
@@ -267,8 +351,9 @@ def load_checkpoint(
     """Load a checkpoint written by ``save_checkpoint`` and restore what is passed in.
 
     The model load is strict: differing keys or shapes raise a ``ValueError`` listing the
-    missing keys, unexpected keys and shape mismatches. Returns the checkpoint dict (``epoch``,
-    ``step``, ``metrics``, ``config``, ``extra``, ``meta``, ...).
+    missing keys, unexpected keys and shape mismatches. Returns the checkpoint dict as stored
+    (``epoch``, ``step``, ``metrics``, ``config``, ``extra``, ``meta``, ...): read its epoch
+    with ``finished_epochs``, which also knows version 1 files.
     """
     path = Path(path)
     ckpt = read_checkpoint(path, map_location=map_location)
@@ -297,7 +382,8 @@ def load_checkpoint(
         obj.load_state_dict(ckpt[name])
     if restore_rng and ckpt.get("rng"):
         set_rng_state(ckpt["rng"])
-    logger.info("loaded checkpoint %s (epoch %s)", path, ckpt.get("epoch"))
+    done = finished_epochs(ckpt) if "epoch" in ckpt else "?"
+    logger.info("loaded checkpoint %s (%s epochs done)", path, done)
     return ckpt
 
 
