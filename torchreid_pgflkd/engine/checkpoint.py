@@ -14,7 +14,6 @@ process saves.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pickle
@@ -102,33 +101,12 @@ def _plain(obj: Any, where: str) -> Any:
     )
 
 
-def _file_mode() -> int:
-    """``0o666`` less the umask (``0o644`` usually): what ``open()`` gives, where the temporary
-    file of ``atomic_write`` is ``0o600`` and the checkpoint would stay unreadable to others."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    umask = os.umask(0o022)  # no /proc: read the umask by setting it, then put it back
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _write(path: Path, write: Any) -> Path:
-    def readable_write(f: Any) -> None:
-        if hasattr(os, "fchmod"):
-            os.fchmod(f.fileno(), _file_mode())
-        write(f)
-
-    return atomic_write(path, readable_write)
-
-
 def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Copy ``src`` over ``dst`` atomically, keeping its modification time: the age of a
     checkpoint is that of its contents (``run_folder.refresh_last`` compares ages)."""
     src, dst = Path(src), Path(dst)
     with open(src, "rb") as f_src:
-        _write(dst, lambda f: shutil.copyfileobj(f_src, f))
+        atomic_write(dst, lambda f: shutil.copyfileobj(f_src, f))
     st = src.stat()
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
     return dst
@@ -154,7 +132,7 @@ def save_checkpoint(
     torchreid's convention), ``step``, ``metrics`` and ``config`` (numpy values converted),
     the RNG states of ``random``, numpy, torch and CUDA, and ``meta`` (model class, registered
     ``model_name``, ``num_classes`` from ``extra`` or the model). The file is readable by
-    group and others (mode ``0o666`` less the umask).
+    group and others (``atomic_write`` gives it mode ``0o666`` less the umask).
     """
     path = Path(path)
     net = unwrap_model(model)
@@ -181,7 +159,7 @@ def save_checkpoint(
             "epoch": "finished epochs (torchreid's resume_from_checkpoint starts there)",
         },
     }
-    _write(path, lambda f: torch.save(state, f))
+    atomic_write(path, lambda f: torch.save(state, f))
     logger.info("saved checkpoint %s (%d epochs done, step %d)", path, epoch, step)
     return path
 
