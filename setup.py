@@ -6,9 +6,13 @@ from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
-# torch and torchvision are pinned as a pair built together: torchvision's C extension is
-# compiled against one torch release and fails to import with another (DESIGN.md section 7).
-TORCH_PAIR = ["torch==2.14.0", "torchvision==0.29.0"]
+# torch and torchvision: the range the code supports, so that installing the plugin keeps a
+# user's working torch. torch >= 2.5 for torch.serialization.safe_globals (weights-only
+# checkpoint loads) and torch.onnx.export(dynamo=...); torchvision 0.20 is 2.5's build. The
+# pair this package is tested with is pinned in constraints.txt (the README's install line):
+# torchvision's C extension is compiled against one torch release and fails to import with
+# another (DESIGN.md section 7), so the two must always come as a matching pair.
+TORCH_PAIR = ["torch>=2.5,<2.16", "torchvision>=0.20,<0.31"]
 
 # torchreid 0.2.5 on PyPI declares no dependencies, but importing it needs these.
 TORCHREID_RUNTIME = [

@@ -23,6 +23,6 @@ def register() -> None:
 
 register()
 
-from torchreid_pgflkd.models import PGFLKD, build_pgflkd, to_deploy  # noqa: E402
+from torchreid_pgflkd.models import PGFLKD, build_pgflkd, load_model, to_deploy  # noqa: E402
 
-__all__ = ["PGFLKD", "__version__", "build_pgflkd", "register", "to_deploy"]
+__all__ = ["PGFLKD", "__version__", "build_pgflkd", "load_model", "register", "to_deploy"]

@@ -18,10 +18,13 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+# The pair this package is tested with (constraints.txt); setup.py accepts a range.
+TESTED_TORCH_PAIR = ("2.14.0", "0.29.0")
 _TORCH_PAIR_HINT = (
-    "torchvision must be the build made for your torch release. Reinstall the pinned pair: "
-    "pip install 'torch==2.14.0' 'torchvision==0.29.0' (or reinstall this package: "
-    "pip install -e .)."
+    "torchvision must be the build made for your torch release. Install the matching "
+    "torchvision for your torch (pytorch.org lists the pairs), or the tested pair: pip "
+    f"install 'torch=={TESTED_TORCH_PAIR[0]}' 'torchvision=={TESTED_TORCH_PAIR[1]}' (from a "
+    'clone: pip install -e ".[dev]" -c constraints.txt).'
 )
 
 
@@ -145,6 +148,21 @@ def triplet_engine() -> type:
 
 def random_identity_sampler() -> type:
     return submodule("data.sampler").RandomIdentitySampler
+
+
+def visualize_ranked_results() -> Callable[..., Any]:
+    """torchreid's ``visualize_ranked_results`` (``save_dir/visrank_<dataset>/`` images)."""
+    return submodule("utils").visualize_ranked_results
+
+
+def load_pretrained_weights() -> Callable[..., Any]:
+    """torchreid's ``load_pretrained_weights(model, path)`` (keeps what fits, drops the rest)."""
+    return submodule("utils").load_pretrained_weights
+
+
+def feature_extractor() -> type:
+    """torchreid's ``FeatureExtractor``."""
+    return submodule("utils").FeatureExtractor
 
 
 def torchreid_evaluate_rank() -> Callable[..., Any]:

@@ -70,9 +70,12 @@ def test_export_matches_the_deployed_pytorch_model(trained: Path, fmt: str) -> N
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-def test_bad_override_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="sampler.batch_size"):
-        main(["train", "--config", str(CONFIG), "sampler.batch_size", "10",
+def test_bad_override_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--config", str(CONFIG), "sampler.batch_size", "10",
+                 "sampler.num_instances", "4"]) == 2  # fmt: skip
+    assert "sampler.batch_size" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="sampler.batch_size"):  # --debug: the exception
+        main(["--debug", "train", "--config", str(CONFIG), "sampler.batch_size", "10",
               "sampler.num_instances", "4"])  # fmt: skip
 
 

@@ -2,18 +2,18 @@
 
 The engine overrides ``forward_backward`` (one step, ``engine.step``), ``train`` (progress
 bar, per-term logging, sampler epochs), ``_evaluate`` (``engine.evaluate``: our fast exact
-evaluator instead of torchreid's Python ranking) and ``run`` (a locked run folder, atomic
-checkpoints, resume, rank-0-only saving and evaluation). torchreid's ``test`` loop over
-target datasets is reused.
+evaluator instead of torchreid's Python ranking) and ``run`` (atomic checkpoints, resume,
+rank-0-only saving and evaluation). torchreid's ``test`` loop over target datasets is reused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 from collections import defaultdict
-from contextlib import nullcontext
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from tqdm import tqdm
 
 from torchreid_pgflkd import compat
 from torchreid_pgflkd.engine import checkpoint as ckpt_io
-from torchreid_pgflkd.engine import run_folder
 from torchreid_pgflkd.engine.distributed import DistInfo
 from torchreid_pgflkd.engine.evaluate import EvaluationMixin
 from torchreid_pgflkd.engine.step import AMP_DTYPES, AMP_MODES, NonFiniteLossError, train_step
@@ -168,71 +167,77 @@ class PGFLKDEngine(EvaluationMixin, compat.engine_base()):
     # ---------------------------------------------------------------------- run
     def run(
         self,
-        *,
-        save_dir: str | Path,
-        max_epoch: int,
+        save_dir: str | Path = "log",
+        max_epoch: int = 0,
         start_epoch: int = 0,
+        print_freq: int | None = None,
+        fixbase_epoch: int = 0,
+        open_layers: str | Sequence[str] | None = None,
+        start_eval: int = 0,
         eval_freq: int = -1,
+        test_only: bool = False,
+        dist_metric: str = "euclidean",
+        normalize_feature: bool = False,
+        visrank: bool = False,
+        visrank_topk: int = 10,
+        use_metric_cuhk03: bool = False,
+        ranks: Sequence[int] = (1, 5, 10, 20),
+        rerank: bool = False,
+        *,
         resume: str | Path | None = None,
-        overwrite: bool = True,
         keep_last: int = 3,
-        snapshot_freq: int = 0,
         config: Any = None,
         test_kwargs: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Train from ``start_epoch`` (or a checkpoint) to ``max_epoch``, then evaluate.
 
-        The main process owns ``save_dir`` while it runs (``run_folder``: locked, leftovers of
-        killed writes removed). A fresh run into a folder holding checkpoints deletes them
-        first when ``overwrite`` (each logged) and raises ``FileExistsError`` otherwise; the
-        ``train`` command refuses unless ``--overwrite``. After every epoch ``last.pth`` is
-        written atomically, and every ``snapshot_freq`` epochs (0 = never) a
-        ``checkpoint_epochNNN.pth`` copy, ``keep_last`` of them kept. ``resume`` restores
-        model, optimizer, scheduler, scaler, epoch and random state. Returns the final
-        evaluation results.
+        A checkpoint is written atomically after every epoch (``last.pth``, plus epoch files,
+        ``keep_last`` of them kept); ``resume`` restores model, optimizer, scheduler, scaler,
+        epoch and random state. Returns the final evaluation results ``{dataset: metrics}``.
+
+        torchreid's ``Engine.run`` arguments keep torchreid's meaning: ``print_freq`` (log
+        every N iterations; default the engine's), ``fixbase_epoch`` / ``open_layers`` (train
+        only those top-level modules, e.g. ``"heads"``, for the first epochs), ``start_eval``
+        / ``eval_freq``, ``test_only`` (evaluate, touch nothing in ``save_dir`` but the rank
+        images, return), and the test settings ``dist_metric``, ``normalize_feature``,
+        ``visrank`` (ranked images per query in ``save_dir/visrank_<dataset>/`` plus a
+        summary PNG, at the final evaluation), ``visrank_topk``, ``use_metric_cuhk03``
+        (refused: not supported), ``ranks``, ``rerank``. ``test_kwargs``, when given,
+        overrides those test settings (the config's path). A model built with
+        ``loss="softmax"`` trains without the triplet terms.
         """
         save_dir = Path(save_dir)
-        test_kwargs = dict(test_kwargs or {})
-        owner = run_folder.run_folder_lock(save_dir) if self.dist.is_main else nullcontext()
-        with owner:
-            if self.dist.is_main:
-                run_folder.start_run_folder(save_dir, resume_from=resume, overwrite=overwrite)
-            if resume:
-                state = ckpt_io.load_checkpoint(
-                    resume,
-                    model=self.model,
-                    optimizer=self.optimizer,
-                    scheduler=self.scheduler,
-                    scaler=self.scaler,
-                    map_location=self.device,
-                )
-                start_epoch = ckpt_io.finished_epochs(state)
-                self.global_step = int(state.get("step", 0))
-                logger.info("resumed from %s at epoch %d", resume, start_epoch + 1)
-            return self._train_and_evaluate(
-                save_dir,
-                start_epoch=start_epoch,
-                max_epoch=max_epoch,
-                eval_freq=eval_freq,
-                save=dict(keep_last=keep_last, snapshot_freq=snapshot_freq),
-                config=config,
-                test_kwargs=test_kwargs,
-                extra=extra,
+        test_kwargs = {
+            "dist_metric": dist_metric,
+            "normalize_feature": normalize_feature,
+            "visrank": visrank,
+            "visrank_topk": visrank_topk,
+            "use_metric_cuhk03": use_metric_cuhk03,
+            "ranks": list(ranks),
+            "rerank": rerank,
+            **(test_kwargs or {}),
+        }
+        if print_freq is not None:
+            self.print_freq = max(1, int(print_freq))
+        self._honour_model_loss()
+        if test_only:
+            return self.evaluate(save_dir=str(save_dir), **test_kwargs)
+        fixbase = None  # as torchreid: no open_layers, nothing frozen
+        if fixbase_epoch > 0 and open_layers:
+            fixbase = _Fixbase(self.model, open_layers, fixbase_epoch)
+        if resume:
+            state = ckpt_io.load_checkpoint(
+                resume,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                scaler=self.scaler,
+                map_location=self.device,
             )
-
-    def _train_and_evaluate(
-        self,
-        save_dir: Path,
-        *,
-        start_epoch: int,
-        max_epoch: int,
-        eval_freq: int,
-        save: dict[str, Any],
-        config: Any,
-        test_kwargs: dict[str, Any],
-        extra: dict[str, Any] | None,
-    ) -> dict[str, dict[str, Any]]:
+            start_epoch = int(state["epoch"]) + 1
+            self.global_step = int(state.get("step", 0))
+            logger.info("resumed from %s at epoch %d", resume, start_epoch + 1)
         self.max_epoch = max_epoch
         if self.dist.is_main and self.writer is None and max_epoch > start_epoch:
             from torch.utils.tensorboard import SummaryWriter
@@ -241,14 +246,19 @@ class PGFLKDEngine(EvaluationMixin, compat.engine_base()):
         results: dict[str, dict[str, Any]] = {}
         try:
             for self.epoch in range(start_epoch, max_epoch):
+                if fixbase is not None:
+                    fixbase.set_epoch(self.epoch)
                 self.train()
                 last = self.epoch + 1 == max_epoch
-                if not last and eval_freq > 0 and (self.epoch + 1) % eval_freq == 0:
-                    results = self.evaluate(**test_kwargs)
+                due = eval_freq > 0 and (self.epoch + 1) % eval_freq == 0
+                if not last and due and self.epoch + 1 >= start_eval:
+                    # torchreid draws rank images at test time only: not at periodic evaluations
+                    results = self.evaluate(**{**test_kwargs, "visrank": False})
                 if self.dist.is_main:
-                    ckpt_io.save_run_checkpoint(
+                    ckpt_io.save_epoch_checkpoint(
                         save_dir,
-                        epoch=self.epoch + 1,  # finished epochs, torchreid's convention
+                        epoch=self.epoch,
+                        keep_last=keep_last,
                         model=self.model,
                         optimizer=self.optimizer,
                         scheduler=self.scheduler,
@@ -257,17 +267,54 @@ class PGFLKDEngine(EvaluationMixin, compat.engine_base()):
                         metrics={"losses": self.epoch_losses, **_summary(results)},
                         config=config,
                         extra=extra,
-                        **save,
                     )
             self.epoch = max(max_epoch - 1, 0)
             results = self.evaluate(save_dir=str(save_dir), **test_kwargs)
         finally:
+            if fixbase is not None:
+                fixbase.restore()
             if self.writer is not None:
                 for name, res in results.items():
                     self.writer.add_scalar(f"Test/{name}/mINP", res["mINP"], self.epoch)
                 self.writer.close()
                 self.writer = None
         return results
+
+    def _honour_model_loss(self) -> None:
+        """A model built with ``loss="softmax"`` (torchreid's classification-only setting)
+        trains without the triplet terms."""
+        if getattr(unwrap_model(self.model), "loss", "triplet") != "softmax":
+            return
+        if self.loss_settings.weights.tri:
+            weights = dataclasses.replace(self.loss_settings.weights, tri=0.0)
+            self.loss_settings = dataclasses.replace(self.loss_settings, weights=weights)
+            logger.info("model built with loss='softmax': training without the triplet terms")
+
+
+class _Fixbase:
+    """torchreid's ``fixbase_epoch``: in the first ``epochs`` epochs only the ``open_layers``
+    top-level modules train; then every parameter gets its own ``requires_grad`` back (frozen
+    BNNeck biases stay frozen, unlike torchreid's ``open_all_layers``)."""
+
+    def __init__(self, model: nn.Module, open_layers: str | Sequence[str] | None, epochs: int):
+        self.model = unwrap_model(model)
+        names = [open_layers] if isinstance(open_layers, str) else list(open_layers or [])
+        unknown = [n for n in names if not isinstance(getattr(self.model, n, None), nn.Module)]
+        if unknown:
+            children = [n for n, _ in self.model.named_children()]
+            raise ValueError(f"open_layers {unknown} are not modules of the model: {children}")
+        self.open, self.epochs = set(names), epochs
+        self.saved = {p: p.requires_grad for p in self.model.parameters()}
+
+    def set_epoch(self, epoch: int) -> None:
+        frozen = epoch < self.epochs
+        for name, child in self.model.named_children():
+            for p in child.parameters():
+                p.requires_grad_(self.saved[p] and (not frozen or name in self.open))
+
+    def restore(self) -> None:
+        for p, flag in self.saved.items():
+            p.requires_grad_(flag)
 
 
 def _fmt(values: dict[str, float]) -> str:

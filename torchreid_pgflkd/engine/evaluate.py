@@ -77,21 +77,41 @@ class EvaluationMixin:
             100 * results["mINP"],
         )
         if visrank and save_dir:
-            self._save_ranked_list(dataset_name, q, g, Path(save_dir), visrank_topk)
+            self._save_ranked_list(dataset_name, q, g, Path(save_dir), visrank_topk, dist_metric)
         return results["rank1"], results["mAP"]
 
     def _save_ranked_list(
-        self, name: str, q: dict[str, Any], g: dict[str, Any], save_dir: Path, topk: int
+        self,
+        name: str,
+        q: dict[str, Any],
+        g: dict[str, Any],
+        save_dir: Path,
+        topk: int,
+        metric: str = "euclidean",
     ) -> None:
+        """torchreid's layout, ``save_dir/visrank_<name>/`` (one image per query, by its
+        ``visualize_ranked_results``), and a summary of a few queries, ``ranked_<name>.png``."""
+        from torchreid_pgflkd import compat
         from torchreid_pgflkd.evaluation import pairwise_distance, save_ranked_lists
 
-        distmat = pairwise_distance(q["feat"], g["feat"], "euclidean")
+        distmat = pairwise_distance(q["feat"], g["feat"], metric)
+        folder = save_dir / f"visrank_{name}"
+        dm = self.datamanager
+        compat.visualize_ranked_results()(
+            distmat.cpu().numpy(),
+            dm.fetch_test_loaders(name),
+            getattr(dm, "data_type", "image"),
+            width=dm.width,
+            height=dm.height,
+            save_dir=str(folder),
+            topk=topk,
+        )
         out = save_dir / f"ranked_{name}.png"
         save_ranked_lists(
             distmat, q["paths"], g["paths"], q["pids"], g["pids"], q["camids"], g["camids"],
             out, topk=topk,
         )  # fmt: skip
-        logger.info("ranked lists saved to %s", out)
+        logger.info("ranked images saved to %s/, a summary to %s", folder, out)
 
     @torch.no_grad()
     def evaluate_branches(self, metric: str = "euclidean") -> dict[str, dict[str, Any]]:

@@ -9,6 +9,7 @@ from torch import nn
 
 from torchreid_pgflkd.models.baseline import BNNeckReID
 from torchreid_pgflkd.models.deploy import DeployedReID, to_deploy
+from torchreid_pgflkd.models.loading import AutoPGFLKD, load_model
 from torchreid_pgflkd.models.outputs import BranchOutput, TrainOutput
 from torchreid_pgflkd.models.pgflkd import PGFLKD, build_pgflkd
 
@@ -34,6 +35,20 @@ def _torchreid_factory(cls: type[nn.Module], backbone: str) -> Callable[..., nn.
     return factory
 
 
+def pgflkd_auto(
+    num_classes: int = 1,
+    loss: str = "softmax",
+    pretrained: bool = False,
+    use_gpu: bool = True,
+    **kw: Any,
+) -> AutoPGFLKD:
+    """``build_model('pgflkd_auto', ...)``: an empty PGFL-KD that takes its backbone, branches
+    and number of classes from the first checkpoint loaded into it (``models.loading``);
+    ``num_classes`` and ``pretrained`` are ignored, the checkpoint holds both."""
+    del pretrained, use_gpu
+    return AutoPGFLKD(num_classes=num_classes, loss=loss, **kw)
+
+
 # Names registered with torchreid.models.build_model on import.
 MODEL_FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "pgflkd": _torchreid_factory(PGFLKD, "resnet50"),
@@ -41,6 +56,7 @@ MODEL_FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "pgflkd_resnet34": _torchreid_factory(PGFLKD, "resnet34"),
     "pgflkd_resnet18": _torchreid_factory(PGFLKD, "resnet18"),
     "pgflkd_resnet_mini": _torchreid_factory(PGFLKD, "resnet_mini"),
+    "pgflkd_auto": pgflkd_auto,
     "pgflkd_osnet_x0_25": _torchreid_factory(PGFLKD, "osnet_x0_25"),
     "pgflkd_osnet_x1_0": _torchreid_factory(PGFLKD, "osnet_x1_0"),
     "bnneck_resnet50": _torchreid_factory(BNNeckReID, "resnet50"),
@@ -50,10 +66,12 @@ MODEL_FACTORIES: dict[str, Callable[..., nn.Module]] = {
 __all__ = [
     "MODEL_FACTORIES",
     "PGFLKD",
+    "AutoPGFLKD",
     "BNNeckReID",
     "BranchOutput",
     "DeployedReID",
     "TrainOutput",
     "build_pgflkd",
+    "load_model",
     "to_deploy",
 ]

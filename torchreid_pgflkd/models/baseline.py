@@ -2,7 +2,8 @@
 
 It is the reference the deployed PGFL-KD is measured against (parameters, FLOPs, latency)
 and a torchreid-registered baseline. Eval mode returns the BN feature; train mode returns
-``(logits, feat)`` as torchreid's triplet engine expects.
+what torchreid's engines expect of ``loss``: ``logits`` for ``"softmax"``
+(``ImageSoftmaxEngine``), ``(logits, feat)`` for ``"triplet"`` (``ImageTripletEngine``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import torch
 from torch import nn
 
 from torchreid_pgflkd.models.backbone import build_resnet
+
+LOSSES: tuple[str, ...] = ("softmax", "triplet")
 
 
 class BNNeckReID(nn.Module):
@@ -27,6 +30,8 @@ class BNNeckReID(nn.Module):
         loss: str = "triplet",
     ) -> None:
         super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         self.loss = loss
         stem, layer4, dim = build_resnet(
             backbone,
@@ -41,8 +46,13 @@ class BNNeckReID(nn.Module):
         nn.init.normal_(self.classifier.weight, std=0.001)
         self.feature_dim = dim
 
-    def forward(self, images: torch.Tensor):
-        feat = self.backbone(images).mean(dim=(2, 3))
+    def forward(self, images: torch.Tensor, *, return_featuremaps: bool = False):
+        """``(B, 3, H, W)`` -> eval: ``(B, D)`` BN feature; train: see the module docstring;
+        ``return_featuremaps``: the layer4 map ``(B, D, h, w)``."""
+        fmap = self.backbone(images)
+        if return_featuremaps:
+            return fmap
+        feat = fmap.mean(dim=(2, 3))
         bn_feat = self.bottleneck(feat)
         if not self.training:
             return bn_feat

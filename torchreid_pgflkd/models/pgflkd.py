@@ -28,6 +28,18 @@ from torchreid_pgflkd.models.outputs import BranchOutput, TrainOutput
 from torchreid_pgflkd.pose.contract import DEFAULT_PARTS, check_pose_maps
 
 BRANCH_INITS: tuple[str, ...] = ("copy", "independent")
+# torchreid's ``build_model(..., loss=...)``. PGFL-KD's objective is identity + triplet +
+# alignment + distillation + interaction (``losses``); ``"softmax"`` is the same objective
+# without the triplet terms (torchreid's meaning: a classification-only model).
+LOSSES: tuple[str, ...] = ("triplet", "softmax")
+# What torchreid's engines get when they call a PGFL-KD model in train mode without pose.
+NEEDS_POSE_HINT = (
+    "torchreid's ImageSoftmaxEngine / ImageTripletEngine pass images only, so they cannot "
+    "train PGFL-KD: train it with the drop-in pair torchreid_pgflkd.data.datamanager."
+    "PoseDataManager (its batches carry pose maps) + torchreid_pgflkd.engine.PGFLKDEngine "
+    "(the same engine.run(...) arguments), or from the command line with "
+    "`pgflkd train --config FILE`. For pose-free inference, call model.eval() first."
+)
 
 
 class PGFLKD(nn.Module):
@@ -46,7 +58,9 @@ class PGFLKD(nn.Module):
         branch_init: ``"copy"`` (default): every branch's layer4 starts from the same
             (ImageNet) weights; ``"independent"``: FEB's and SAB's layer4 are freshly,
             randomly initialised (a control: mutual learning between unlike branches).
-        loss: kept for torchreid compatibility (``build_model(..., loss=...)``).
+        loss: torchreid's ``build_model(..., loss=...)``, one of ``LOSSES``: ``"triplet"``
+            trains the full objective; ``"softmax"`` drops its triplet terms (``PGFLKDEngine``
+            reads it when it runs). The model itself is the same.
     """
 
     def __init__(
@@ -74,6 +88,11 @@ class PGFLKD(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if num_parts < 1:
             raise ValueError(f"num_parts must be >= 1, got {num_parts}")
+        if loss not in LOSSES:
+            raise ValueError(
+                f"loss must be one of {LOSSES} (PGFL-KD's objective with or without its "
+                f"triplet terms), got {loss!r}"
+            )
         self.num_classes = num_classes
         self.num_parts = num_parts
         self.backbone_name = backbone
@@ -118,13 +137,22 @@ class PGFLKD(nn.Module):
         return {name: self.layer4[name](x) for name in self.branch_names}
 
     def forward(
-        self, images: torch.Tensor, pose_maps: torch.Tensor | None = None
+        self,
+        images: torch.Tensor,
+        pose_maps: torch.Tensor | None = None,
+        *,
+        return_featuremaps: bool = False,
     ) -> torch.Tensor | TrainOutput:
         """Eval: ``(B, 3, H, W) -> (B, D)`` MB BN feature, pose ignored.
 
         Train: ``images (B, 3, H, W)``, ``pose_maps (B, P + 1, h, w)`` (see
         ``pose.contract``; not needed by the MB-only model) -> ``forward_train``'s output.
+
+        ``return_featuremaps=True`` (torchreid's activation-map tool): MB's layer4 map
+        ``(B, D, h, w)``, in either mode, no pose needed.
         """
+        if return_featuremaps:
+            return self.layer4["mb"](self.stem(images))
         if not self.training:
             x = self.layer4["mb"](self.stem(images))
             return self.heads["mb"].bn(x.mean(dim=(2, 3)))
@@ -143,8 +171,7 @@ class PGFLKD(nn.Module):
             if pose_maps is None:
                 raise ValueError(
                     "PGFL-KD's FEB/SAB branches need pose_maps in train mode, shape (B, P + 1, "
-                    f"h, w) = {(images.shape[0], self.num_parts + 1, *fmap_hw)}; call "
-                    "model.eval() for pose-free inference"
+                    f"h, w) = {(images.shape[0], self.num_parts + 1, *fmap_hw)}. " + NEEDS_POSE_HINT
                 )
             check_pose_maps(pose_maps, images.shape[0], self.num_parts, fmap_hw)
             pose_maps = pose_maps.to(device=images.device, dtype=maps["mb"].dtype)

@@ -17,11 +17,15 @@ from torchreid_pgflkd.pose.contract import (
 )
 from torchreid_pgflkd.pose.draw import draw_pose
 from torchreid_pgflkd.pose.formats import (
+    keypoint_readers,
+    keypoint_suffixes,
     read_coco_results,
     read_keypoint_file,
     read_kpr_json,
     read_market14_mat,
     read_openpose_json,
+    register_keypoint_reader,
+    unregister_keypoint_reader,
 )
 from torchreid_pgflkd.pose.keypoints import (
     KeypointFormatError,
@@ -58,6 +62,8 @@ __all__ = [
     "foreground_mask",
     "is_empty",
     "keypoint_heatmaps",
+    "keypoint_readers",
+    "keypoint_suffixes",
     "load_split_cache",
     "part_maps",
     "pose_maps",
@@ -66,8 +72,10 @@ __all__ = [
     "read_kpr_json",
     "read_market14_mat",
     "read_openpose_json",
+    "register_keypoint_reader",
     "sanitize_keypoints",
     "save_split_cache",
     "select_target",
+    "unregister_keypoint_reader",
     "visible_parts",
 ]

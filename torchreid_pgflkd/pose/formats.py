@@ -6,6 +6,8 @@
 - COCO results JSON from any detector: a list of ``{"image_id", "keypoints": [51], "score"}``
   (a COCO annotation file with ``images`` and ``annotations`` is accepted as well).
 - The Market-1501 14-point ``.mat`` (MATLAB v7.3 / HDF5) with its list of image names.
+- Any other per-image format through ``register_keypoint_reader(name, suffixes, fn)``, which
+  ``read_keypoint_file`` then uses.
 
 Every reader raises :class:`KeypointFormatError` (a ``ValueError``) naming the file and what
 is wrong, whatever the content: a string where a number belongs, a ragged list, JSON nested
@@ -17,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -297,11 +300,125 @@ def read_market14_mat(
     return dict(zip(names, poses))
 
 
-def read_keypoint_file(path: str | Path, *, image_hw: Sequence[int] | None = None) -> np.ndarray:
-    """Read one per-image keypoint JSON of either layout (KPR list or OpenPose dict)."""
-    path = Path(path)
+# ---------------------------------------------------------------- reader registry
+
+# A user reader: a file path -> COCO-17 keypoints, (17, 3) or (N, 17, 3) for N people.
+KeypointReader = Callable[[Path], Any]
+
+
+@dataclass(frozen=True)
+class _Reader:
+    name: str
+    suffixes: tuple[str, ...]
+    read: Callable[[Path, Sequence[int] | None], np.ndarray]
+
+
+_READERS: dict[str, _Reader] = {}  # name -> reader, in registration order
+
+
+def register_keypoint_reader(
+    name: str,
+    suffixes: str | Sequence[str],
+    fn: KeypointReader,
+    *,
+    replace: bool = False,
+) -> None:
+    """Teach ``read_keypoint_file`` a per-image keypoint format.
+
+    Args:
+        name: the reader's name (in error messages; ``replace=True`` to redefine it).
+        suffixes: the file suffixes it reads, e.g. ``".txt"`` or ``(".json",)``.
+        fn: ``fn(path) -> keypoints``: COCO-17 ``(17, 3)`` ``[x, y, confidence]`` in pixels
+            of the image, or ``(N, 17, 3)`` for N people (the target is then chosen as for
+            the built-in formats). Raising ``KeypointFormatError`` (a ``ValueError``) passes
+            the file to the next reader of its suffix.
+
+    Readers of a suffix are tried newest first, the built-in JSON reader (KPR / PifPaf and
+    OpenPose / AlphaPose) last. Values are checked (``sanitize_keypoints``) whatever ``fn``
+    returns; any error names the file.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"keypoint reader name must be a non-empty string, got {name!r}")
+    if name in _READERS and not replace:
+        raise ValueError(f"keypoint reader {name!r} is already registered (replace=True)")
+    if not callable(fn):
+        raise TypeError(f"keypoint reader {name!r}: fn must be callable, got {type(fn).__name__}")
+    suffixes = (suffixes,) if isinstance(suffixes, str) else tuple(suffixes)
+    bad = [x for x in suffixes if not (isinstance(x, str) and x.startswith(".") and len(x) > 1)]
+    if not suffixes or bad:
+        raise ValueError(f"keypoint reader {name!r}: suffixes must look like '.txt', got {bad}")
+    _READERS.pop(name, None)
+    _READERS[name] = _Reader(name, tuple(x.lower() for x in suffixes), _user_reader(fn))
+
+
+def unregister_keypoint_reader(name: str) -> None:
+    """Remove a reader added by ``register_keypoint_reader`` (built-ins stay)."""
+    if name == BUILTIN_JSON_READER:
+        raise ValueError(f"{BUILTIN_JSON_READER!r} is built in and cannot be removed")
+    _READERS.pop(name, None)
+
+
+def keypoint_readers() -> dict[str, tuple[str, ...]]:
+    """Registered reader name -> its suffixes."""
+    return {r.name: r.suffixes for r in _READERS.values()}
+
+
+def keypoint_suffixes() -> tuple[str, ...]:
+    """Every suffix some reader reads, e.g. ``('.json',)``."""
+    return tuple(dict.fromkeys(x for r in _READERS.values() for x in r.suffixes))
+
+
+def _user_reader(fn: KeypointReader) -> Callable[[Path, Sequence[int] | None], np.ndarray]:
+    def read(path: Path, image_hw: Sequence[int] | None) -> np.ndarray:
+        with _naming(path):
+            poses = np.asarray(fn(path), dtype=np.float64)
+            if poses.ndim == 2:
+                return sanitize_keypoints(poses, source=str(path), image_hw=image_hw)
+            if poses.ndim != 3 or poses.shape[1:] != (NUM_KEYPOINTS, 3):
+                raise KeypointFormatError(
+                    f"{path}: the reader returned shape {poses.shape}; expected COCO-17 "
+                    f"({NUM_KEYPOINTS}, 3) or (N, {NUM_KEYPOINTS}, 3)"
+                )
+            skeletons = [
+                sanitize_keypoints(p, source=f"{path} (person {i})", image_hw=image_hw)
+                for i, p in enumerate(poses)
+            ]
+            idx = select_target(skeletons, image_hw=image_hw)
+            return empty_pose() if idx is None else skeletons[idx]
+
+    return read
+
+
+def _read_builtin_json(path: Path, image_hw: Sequence[int] | None) -> np.ndarray:
     with _naming(path):
         data = _load_json(path)
         if isinstance(data, dict) and "people" in data:
             return _openpose_from_data(data, path, image_hw)
         return _kpr_from_data(data, path, image_hw)
+
+
+BUILTIN_JSON_READER = "kpr_openpose_json"
+_READERS[BUILTIN_JSON_READER] = _Reader(BUILTIN_JSON_READER, (".json",), _read_builtin_json)
+
+
+def read_keypoint_file(path: str | Path, *, image_hw: Sequence[int] | None = None) -> np.ndarray:
+    """Read one per-image keypoint file -> ``(17, 3)`` COCO-17 pose of the target person.
+
+    JSON in the KPR / PifPaf list or OpenPose / AlphaPose layout out of the box; other formats
+    through ``register_keypoint_reader``. A file whose suffix no reader claims is read as JSON.
+    """
+    path = Path(path)
+    readers = [r for r in reversed(_READERS.values()) if path.suffix.lower() in r.suffixes]
+    readers = readers or [_READERS[BUILTIN_JSON_READER]]
+    errors: list[tuple[str, KeypointFormatError]] = []
+    for reader in readers:
+        try:
+            return reader.read(path, image_hw)
+        except KeypointFormatError as exc:
+            errors.append((reader.name, exc))
+    if len(errors) == 1:
+        raise errors[0][1]
+    raise KeypointFormatError(
+        f"{path}: no keypoint reader could read it: "
+        + "; ".join(f"[{name}] {exc}" for name, exc in errors)
+    )
