@@ -2,8 +2,9 @@
 
 The engine overrides ``forward_backward`` (one step, ``engine.step``), ``train`` (progress
 bar, per-term logging, sampler epochs), ``_evaluate`` (``engine.evaluate``: our fast exact
-evaluator instead of torchreid's Python ranking) and ``run`` (atomic checkpoints, resume,
-rank-0-only saving and evaluation). torchreid's ``test`` loop over target datasets is reused.
+evaluator instead of torchreid's Python ranking) and ``run`` (a locked run folder, atomic
+checkpoints, resume, rank-0-only saving and evaluation). torchreid's ``test`` loop over
+target datasets is reused.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from tqdm import tqdm
 
 from torchreid_pgflkd import compat
 from torchreid_pgflkd.engine import checkpoint as ckpt_io
+from torchreid_pgflkd.engine import run_folder
 from torchreid_pgflkd.engine.distributed import DistInfo
 from torchreid_pgflkd.engine.evaluate import EvaluationMixin
 from torchreid_pgflkd.engine.step import AMP_DTYPES, AMP_MODES, NonFiniteLossError, train_step
@@ -185,16 +188,23 @@ class PGFLKDEngine(EvaluationMixin, compat.engine_base()):
         rerank: bool = False,
         *,
         resume: str | Path | None = None,
+        overwrite: bool = True,
         keep_last: int = 3,
+        snapshot_freq: int = 0,
         config: Any = None,
         test_kwargs: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Train from ``start_epoch`` (or a checkpoint) to ``max_epoch``, then evaluate.
 
-        A checkpoint is written atomically after every epoch (``last.pth``, plus epoch files,
-        ``keep_last`` of them kept); ``resume`` restores model, optimizer, scheduler, scaler,
-        epoch and random state. Returns the final evaluation results ``{dataset: metrics}``.
+        The main process owns ``save_dir`` while it runs (``run_folder``: locked, leftovers of
+        killed writes removed). A fresh run into a folder holding checkpoints deletes them
+        first when ``overwrite`` (each logged) and raises ``FileExistsError`` otherwise; the
+        ``train`` command refuses unless ``--overwrite``. After every epoch ``last.pth`` is
+        written atomically, and every ``snapshot_freq`` epochs (0 = never) a
+        ``checkpoint_epochNNN.pth`` copy, ``keep_last`` of them kept. ``resume`` restores
+        model, optimizer, scheduler, scaler, epoch and random state. Returns the final
+        evaluation results ``{dataset: metrics}``.
 
         torchreid's ``Engine.run`` arguments keep torchreid's meaning: ``print_freq`` (log
         every N iterations; default the engine's), ``fixbase_epoch`` / ``open_layers`` (train
@@ -226,18 +236,49 @@ class PGFLKDEngine(EvaluationMixin, compat.engine_base()):
         fixbase = None  # as torchreid: no open_layers, nothing frozen
         if fixbase_epoch > 0 and open_layers:
             fixbase = _Fixbase(self.model, open_layers, fixbase_epoch)
-        if resume:
-            state = ckpt_io.load_checkpoint(
-                resume,
-                model=self.model,
-                optimizer=self.optimizer,
-                scheduler=self.scheduler,
-                scaler=self.scaler,
-                map_location=self.device,
+        owner = run_folder.run_folder_lock(save_dir) if self.dist.is_main else nullcontext()
+        with owner:
+            if self.dist.is_main:
+                run_folder.start_run_folder(save_dir, resume_from=resume, overwrite=overwrite)
+            if resume:
+                state = ckpt_io.load_checkpoint(
+                    resume,
+                    model=self.model,
+                    optimizer=self.optimizer,
+                    scheduler=self.scheduler,
+                    scaler=self.scaler,
+                    map_location=self.device,
+                )
+                start_epoch = ckpt_io.finished_epochs(state)
+                self.global_step = int(state.get("step", 0))
+                logger.info("resumed from %s at epoch %d", resume, start_epoch + 1)
+            return self._train_and_evaluate(
+                save_dir,
+                start_epoch=start_epoch,
+                max_epoch=max_epoch,
+                eval_freq=eval_freq,
+                start_eval=start_eval,
+                fixbase=fixbase,
+                save=dict(keep_last=keep_last, snapshot_freq=snapshot_freq),
+                config=config,
+                test_kwargs=test_kwargs,
+                extra=extra,
             )
-            start_epoch = int(state["epoch"]) + 1
-            self.global_step = int(state.get("step", 0))
-            logger.info("resumed from %s at epoch %d", resume, start_epoch + 1)
+
+    def _train_and_evaluate(
+        self,
+        save_dir: Path,
+        *,
+        start_epoch: int,
+        max_epoch: int,
+        eval_freq: int,
+        save: dict[str, Any],
+        start_eval: int = 0,
+        fixbase: _Fixbase | None = None,
+        config: Any,
+        test_kwargs: dict[str, Any],
+        extra: dict[str, Any] | None,
+    ) -> dict[str, dict[str, Any]]:
         self.max_epoch = max_epoch
         if self.dist.is_main and self.writer is None and max_epoch > start_epoch:
             from torch.utils.tensorboard import SummaryWriter
@@ -255,10 +296,9 @@ class PGFLKDEngine(EvaluationMixin, compat.engine_base()):
                     # torchreid draws rank images at test time only: not at periodic evaluations
                     results = self.evaluate(**{**test_kwargs, "visrank": False})
                 if self.dist.is_main:
-                    ckpt_io.save_epoch_checkpoint(
+                    ckpt_io.save_run_checkpoint(
                         save_dir,
-                        epoch=self.epoch,
-                        keep_last=keep_last,
+                        epoch=self.epoch + 1,  # finished epochs, torchreid's convention
                         model=self.model,
                         optimizer=self.optimizer,
                         scheduler=self.scheduler,
@@ -267,6 +307,7 @@ class PGFLKDEngine(EvaluationMixin, compat.engine_base()):
                         metrics={"losses": self.epoch_losses, **_summary(results)},
                         config=config,
                         extra=extra,
+                        **save,
                     )
             self.epoch = max(max_epoch - 1, 0)
             results = self.evaluate(save_dir=str(save_dir), **test_kwargs)
