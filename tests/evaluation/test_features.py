@@ -128,3 +128,62 @@ def test_bad_features():
         evaluate_features(qf, gf[:0], qp, gp[:0], qc, gc[:0], progress=False)
     with pytest.raises(ValueError, match="g_pids has 299 entries"):
         evaluate_features(qf, gf, qp, gp[1:], qc, gc, progress=False)
+
+
+@pytest.mark.parametrize("method", ["dense", "blocked", "faiss"])
+def test_overflowing_distances_raise_instead_of_wrong_numbers(method):
+    # finite features whose squared Euclidean distances overflow float32 (mAP was 2.33)
+    qf, gf, qp, gp, qc, gc = _features(seed=5)
+    with pytest.raises(ValueError, match="overflowed.*Scale or L2-normalise"):
+        evaluate_features(
+            qf * 1e19, gf * 1e19, qp, gp, qc, gc, metric="euclidean", method=method,
+            progress=False,
+        )  # fmt: skip
+    if method != "faiss":  # float64 has the range for it
+        res = evaluate_features(
+            qf.astype(np.float64) * 1e19, gf.astype(np.float64) * 1e19, qp, gp, qc, gc,
+            metric="euclidean", method=method, progress=False,
+        )  # fmt: skip
+        assert 0.0 <= res["mINP"] <= res["mAP"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("convert", "computed_in"),
+    [
+        (lambda x: torch.from_numpy(x).to(torch.float16), torch.float32),
+        (lambda x: torch.from_numpy(x).to(torch.bfloat16), torch.float32),
+        (lambda x: x.astype(np.float16), torch.float32),
+        (lambda x: x.astype(np.longdouble), torch.float64),
+        (lambda x: x.astype(np.float64), torch.float64),
+        (lambda x: torch.from_numpy(x).double(), torch.float64),
+    ],
+    ids=["torch-f16", "torch-bf16", "np-f16", "np-longdouble", "np-f64", "torch-f64"],
+)
+@pytest.mark.parametrize("method", ["dense", "blocked"])
+def test_every_float_dtype_is_accepted_and_widened(convert, computed_in, method):
+    qf, gf, qp, gp, qc, gc = _features(seed=6)
+    q, g = convert(qf), convert(gf)
+    res = evaluate_features(q, g, qp, gp, qc, gc, metric="euclidean", method=method, progress=False)
+    # the same values widened by hand give the same numbers
+    qw, gw = (
+        (x if torch.is_tensor(x) else torch.from_numpy(x.astype(np.float64))).to(computed_in)
+        for x in (q, g)
+    )
+    cmc, m_ap, _ = evaluate_rank(pairwise_distance(qw, gw, "euclidean"), qp, gp, qc, gc, 50)
+    assert res["mAP"] == pytest.approx(m_ap, abs=1e-9)
+    np.testing.assert_allclose(res["cmc"], cmc, atol=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_stable_ties_agree_between_paths(metric):
+    qf, gf, qp, gp, qc, gc = _features(seed=7, dup=True)
+    kw = {"metric": metric, "ties": "stable", "progress": False, "max_rank": 20}
+    dense = evaluate_features(qf, gf, qp, gp, qc, gc, method="dense", **kw)
+    for method in ("blocked", "faiss"):
+        res = evaluate_features(qf, gf, qp, gp, qc, gc, method=method, memory_budget_mb=0.01, **kw)
+        np.testing.assert_allclose(_keys(res), _keys(dense), atol=1e-6)
+    dist = pairwise_distance(torch.from_numpy(qf), torch.from_numpy(gf), metric)
+    cmc, m_ap, _ = evaluate_rank(dist, qp, gp, qc, gc, max_rank=20, ties="stable")
+    assert dense["mAP"] == pytest.approx(m_ap, abs=1e-6) and dense["ties"] == "stable"
+    with pytest.raises(ValueError, match="ties must be one of"):
+        evaluate_features(qf, gf, qp, gp, qc, gc, ties="first", progress=False)

@@ -10,6 +10,7 @@ import torch
 
 from torchreid_pgflkd.compat import torchreid_evaluate_rank
 from torchreid_pgflkd.evaluation import evaluate_rank
+from torchreid_pgflkd.evaluation import rank as rank_module
 
 
 def _torchreid(*args, max_rank=50):
@@ -27,16 +28,22 @@ def _problem(rng, nq, ng, npid, ncam, levels=None, dtype=np.float32):
     return dist.astype(dtype), q_pids, g_pids, rng.integers(0, ncam, nq), rng.integers(0, ncam, ng)
 
 
-def _reference_minp(dist, qp, gp, qc, gc):
-    inps = []
+def _reference(dist, qp, gp, qc, gc, max_rank=50, kind=None):
+    """(cmc, mAP, mINP) by the definition, from ``np.argsort(row, kind=kind)``."""
+    cmcs, aps, inps = [], [], []
     for i in range(dist.shape[0]):
-        order = np.argsort(dist[i])
+        order = np.argsort(dist[i], kind=kind)
         keep = ~((gp[order] == qp[i]) & (gc[order] == qc[i]))
-        hits = (gp[order] == qp[i])[keep]
-        if hits.any():
-            last = np.flatnonzero(hits)[-1]
-            inps.append(hits.sum() / (last + 1.0))
-    return float(np.mean(inps))
+        hits = np.flatnonzero((gp[order] == qp[i])[keep])
+        if hits.size:
+            cmcs.append(np.arange(min(max_rank, dist.shape[1])) >= hits[0])
+            aps.append(np.mean(np.arange(1, hits.size + 1) / (hits + 1.0)))
+            inps.append(hits.size / (hits[-1] + 1.0))
+    return np.mean(cmcs, 0), float(np.mean(aps)), float(np.mean(inps))
+
+
+def _reference_minp(dist, qp, gp, qc, gc):
+    return _reference(dist, qp, gp, qc, gc)[2]
 
 
 def _assert_same(ours, ref):
@@ -150,3 +157,76 @@ def test_bad_input_names_the_argument(change, message):
     }
     with pytest.raises(ValueError, match=message):
         evaluate_rank(**change(base))
+
+
+@pytest.mark.parametrize("levels", [None, 3, 50])
+def test_stable_ties_equal_a_stable_argsort(levels):
+    rng = np.random.default_rng(11)
+    for _ in range(15):
+        args = _problem(rng, 25, int(rng.integers(100, 400)), 6, 3, levels)
+        try:
+            ref = _reference(*args, max_rank=20, kind="stable")
+        except ValueError:  # no valid query: mean of nothing
+            continue
+        cmc, m_ap, m_inp = evaluate_rank(*args, max_rank=20, ties="stable")
+        np.testing.assert_allclose(cmc, ref[0], atol=1e-6, rtol=0)
+        assert m_ap == pytest.approx(ref[1], abs=1e-12)
+        assert m_inp == pytest.approx(ref[2], abs=1e-12)
+
+
+def test_low_rank_features_with_duplicates_match_torchreid():
+    # distances of real-ish features: low rank, rounded, a third of the gallery duplicated
+    rng = np.random.default_rng(4)
+    centres = rng.standard_normal((30, 4))
+    g_pids, q_pids = rng.integers(0, 30, 900), rng.integers(0, 30, 60)
+    gf = np.round(centres[g_pids] + 0.5 * rng.standard_normal((900, 4)), 1)
+    gf[1::3] = gf[0::3]
+    qf = np.round(centres[q_pids] + 0.5 * rng.standard_normal((60, 4)), 1)
+    dist = ((qf[:, None] - gf[None]) ** 2).sum(-1).astype(np.float32)
+    args = (dist, q_pids, g_pids, rng.integers(0, 3, 60), rng.integers(0, 3, 900))
+    ours = evaluate_rank(*args, max_rank=50)
+    _assert_same(ours, _torchreid(*args, max_rank=50))
+    assert ours[2] == pytest.approx(_reference_minp(*args), abs=1e-12)
+
+
+def _hostile(rng, mode, shape):
+    if mode == "extreme":  # overflowing widths, both signs
+        return rng.choice([-3.4e38, 3.4e38, 0.0], shape) * rng.random(shape)
+    if mode == "zeros":  # -0.0 and 0.0 must count as equal
+        return np.where(rng.random(shape) < 0.5, -0.0, 0.0)
+    if mode == "tiny":
+        return rng.standard_normal(shape) * 1e-40
+    if mode == "offset":  # spread far below the resolution of the values
+        return 1000.0 + rng.random(shape) * 1e-4
+    return np.round(rng.random(shape) * 3)
+
+
+@pytest.mark.parametrize("mode", ["extreme", "zeros", "tiny", "offset", "coarse"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_count_below_is_exact_on_hostile_values(mode, dtype, monkeypatch):
+    rng = np.random.default_rng(0)
+    for chunk in (1, 64, 1 << 18):  # one row per chunk, a few rows, all rows
+        monkeypatch.setattr(rank_module, "_CHUNK_ELEMENTS", chunk)
+        with np.errstate(over="ignore", under="ignore"):
+            block = np.ascontiguousarray(_hostile(rng, mode, (7, 150)).astype(dtype))
+        pr, pc = rng.integers(0, 7, 20), rng.integers(0, 150, 20)
+        order = np.lexsort((pc, block[pr, pc], pr))
+        pr, pc = pr[order], pc[order]
+        pv = block[pr, pc]
+        less, equal = rank_module._count_below(block, pr, pc, pv, stable=False)
+        np.testing.assert_array_equal(less, (block[pr] < pv[:, None]).sum(1))
+        np.testing.assert_array_equal(equal, (block[pr] == pv[:, None]).sum(1))
+        before, _ = rank_module._count_below(block, pr, pc, pv, stable=True)
+        cols = np.arange(150)
+        ref = (block[pr] < pv[:, None]) | ((block[pr] == pv[:, None]) & (cols < pc[:, None]))
+        np.testing.assert_array_equal(before, ref.sum(1))
+
+
+def test_bfloat16_distances_and_bad_ties():
+    rng = np.random.default_rng(2)
+    dist, qp, gp, qc, gc = _problem(rng, 12, 90, 4, 2)
+    t = torch.from_numpy(dist).to(torch.bfloat16)
+    ref = _torchreid(t.float().numpy(), qp, gp, qc, gc, max_rank=10)
+    _assert_same(evaluate_rank(t, qp, gp, qc, gc, max_rank=10), ref)
+    with pytest.raises(ValueError, match="ties must be one of"):
+        evaluate_rank(dist, qp, gp, qc, gc, ties="random")

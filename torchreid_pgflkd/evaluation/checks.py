@@ -11,10 +11,20 @@ import torch
 logger = logging.getLogger(__name__)
 
 
+# torch float types numpy has, kept as they are; others (bfloat16, float8) become float32
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
+
 def to_numpy(x: Any, name: str) -> np.ndarray:
-    """A numpy view of an array-like or torch tensor (moved to CPU, detached)."""
+    """A numpy view of an array-like or torch tensor (moved to CPU, detached).
+
+    Torch float types numpy lacks (bfloat16, float8) are widened to float32, exactly.
+    """
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if x.is_floating_point() and x.dtype not in _NUMPY_FLOATS:
+            x = x.float()
+        return x.numpy()
     try:
         return np.asarray(x)
     except (TypeError, ValueError) as exc:
@@ -39,6 +49,9 @@ def check_distmat(distmat: Any, name: str = "distmat") -> np.ndarray:
 
 def check_finite(x: np.ndarray, name: str, rows: int = 4096) -> None:
     """Raise if ``x`` (N, ...) has NaN or infinity; scanned in row blocks to bound memory."""
+    # min and max propagate NaN and show infinities: two fast reductions, no mask
+    if x.size == 0 or (np.isfinite(x.min()) and np.isfinite(x.max())):
+        return
     for start in range(0, x.shape[0], rows):
         part = x[start : start + rows]
         if not np.isfinite(part).all():
@@ -84,20 +97,33 @@ def check_max_rank(max_rank: Any, num_gallery: int) -> int:
 
 
 def check_features(x: Any, name: str) -> torch.Tensor:
-    """(N, D) finite float features as a torch tensor (not copied when already float)."""
-    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(to_numpy(x, name)))
+    """(N, D) finite real features as a torch tensor (not copied when already float).
+
+    Any float dtype is kept (float16, bfloat16, float32, float64; the distance code picks
+    the precision); integers become float32; numpy floats torch lacks (longdouble) float64.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        arr = np.asarray(to_numpy(x, name))
+        if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
+            arr = arr.astype(np.float64)
+        if arr.dtype.kind not in "fiu":
+            raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+        t = torch.from_numpy(arr)
     if t.ndim != 2:
         raise ValueError(f"{name} must be 2-D (num_items, dim), got shape {tuple(t.shape)}")
     if t.shape[0] == 0 or t.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+    if t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"{name} must hold real numbers, got dtype {t.dtype}")
     if not t.is_floating_point():
-        t = t.float()
+        return t.float()  # integers are finite
     step = 65536
     for start in range(0, t.shape[0], step):
         part = t[start : start + step]
-        if not torch.isfinite(part).all():
+        # amin/amax propagate NaN and show infinities: no mask for the common, finite case
+        if not (torch.isfinite(part.amin()) and torch.isfinite(part.amax())):
             row = start + int((~torch.isfinite(part)).any(1).nonzero()[0, 0])
             raise ValueError(f"{name} has a non-finite value in row {row}")
     return t

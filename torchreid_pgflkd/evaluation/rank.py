@@ -2,14 +2,17 @@
 
 The result equals torchreid's Python ``evaluate_rank`` (market1501 protocol): gallery items
 with the query's id *and* camera are removed, queries without a remaining true match are
-skipped, ranks follow ``np.argsort(distmat, axis=1)`` including its order among equal
-distances.
+skipped, and with ``ties='torchreid'`` ranks follow ``np.argsort(distmat, axis=1)`` including
+its order among equal distances (numpy's default sort is not stable, and its order differs
+between machines). ``ties='stable'`` orders equal distances by gallery index instead, as a
+stable sort does.
 
 Why it is fast: AP, CMC and INP only need the rank of each true match among the kept gallery
-items. With no gallery item of another id at exactly a match's distance, that rank is
-``#{other-id items closer} + #{true matches closer}``, which a batched ``searchsorted`` over
-the (few) match distances counts without sorting the gallery. Rows where another id ties with
-a true match are sorted with the very call torchreid makes, so the tie order is identical.
+items, i.e. how many other-id items are closer (plus, for equal distances, the tie rule).
+Those counts come from a per-row histogram over monotone buckets of the distances, with exact
+comparisons only for the few items sharing a bucket with a true match: a handful of linear
+passes over each row, no sort. With ``ties='torchreid'``, rows where another id ties exactly
+with a true match are sorted with the very call torchreid makes.
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ from torchreid_pgflkd.evaluation.checks import check_distmat, check_ids, check_m
 
 logger = logging.getLogger(__name__)
 
-# Elements of one (block, gallery) slab; bounds the int64 temporaries at ~64 MB each.
+# Elements of one (block, gallery) slab that evaluate_rank ranks at a time.
 _BLOCK_ELEMENTS = 1 << 23
+# Elements per chunk of the counting passes: the buffers stay in cache.
+_CHUNK_ELEMENTS = 1 << 18
+TIES = ("torchreid", "stable")
 
 
 @dataclass
@@ -75,66 +81,159 @@ def _count_dtype(dtype: np.dtype) -> np.dtype:
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
-def _sort_rows(block: np.ndarray) -> np.ndarray:
-    """Sorted copy of each row of a (B, G) block; row chunks on threads (numpy drops the GIL)."""
-    workers = min(os.cpu_count() or 1, block.shape[0])
-    if workers <= 1 or block.size < (1 << 20):
-        return np.sort(block, axis=1)
-    out = np.empty_like(block)
-    edges = np.linspace(0, block.shape[0], workers + 1).astype(int)
-
-    def work(i: int) -> None:
-        out[edges[i] : edges[i + 1]] = np.sort(block[edges[i] : edges[i + 1]], axis=1)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(work, range(workers)))
-    return out
+def _num_buckets(num_gallery: int) -> int:
+    # ~4 gallery items per bucket keeps the exact part small; capped to stay in cache.
+    return int(min(1 << 16, max(16, num_gallery // 4)))
 
 
-def _search_rows(srt: np.ndarray, thr: np.ndarray, *, strict: bool) -> np.ndarray:
-    """Per row, #entries of ``srt`` (B, G) (sorted rows) that are < (strict) or <= ``thr`` (B, K).
+def _bucket_map(block: np.ndarray, pr: np.ndarray, pv: np.ndarray, nb: int):
+    """Per row ``(lo, scale)``: ``trunc(clip((d - lo) * scale, 0, nb - 1))`` is a bucket.
 
-    A binary search run on all (row, threshold) pairs at once: log2(G) gathers of (B, K).
+    Each step is one correctly rounded IEEE operation, so the map is monotone: a smaller
+    distance never lands in a higher bucket, which is all exactness needs. ``lo`` and
+    ``scale`` only decide how many entries share a bucket with a threshold: the row's
+    thresholds are spread over buckets 1..nb-2 (or, with one distinct threshold, buckets as
+    wide as the row's spread / nb). Rows without thresholds map everything to bucket 0.
     """
-    n_rows, n_cols = srt.shape
-    lo = np.zeros(thr.shape, dtype=np.int64)
-    hi = np.full(thr.shape, n_cols, dtype=np.int64)
-    row = np.arange(n_rows)[:, None]
-    while True:
-        active = lo < hi
-        if not active.any():
-            return lo
-        mid = (lo + hi) // 2
-        v = srt[row, np.minimum(mid, n_cols - 1)]
-        below = (v < thr) if strict else (v <= thr)
-        lo = np.where(active & below, mid + 1, lo)
-        hi = np.where(active & ~below, mid, hi)
+    dt = block.dtype
+    counts = np.bincount(pr, minlength=block.shape[0])
+    has = counts > 0
+    ends = np.cumsum(counts)
+    t_min = np.where(has, pv[np.minimum(ends - counts, pv.size - 1)], 0).astype(dt)
+    t_max = np.where(has, pv[np.maximum(ends - 1, 0)], 0).astype(dt)
+    sample = block[:, :: max(1, block.shape[1] // 256)]
+    info = np.finfo(dt)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        width = np.where(t_max > t_min, t_max - t_min, sample.max(1) - sample.min(1))
+        # finite and > 0 even for overflowing widths, so (d - lo) * scale is never NaN
+        scale = np.clip(np.where(width > 0, (nb - 4) / width, 1.0), info.tiny, 1e30).astype(dt)
+        # two buckets of margin below the smallest threshold (at least one ulp)
+        lo = np.minimum(t_min - 2 / scale, np.nextafter(t_min, -np.inf))
+        lo = np.maximum(lo, info.min).astype(dt)
+    return np.where(has, lo, 0).astype(dt), np.where(has, scale, 0).astype(dt)
 
 
-def _count_below(block: np.ndarray, thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, how many entries of ``block`` are < and <= each threshold.
+def _count_below(
+    block: np.ndarray, pr: np.ndarray, pc: np.ndarray, pv: np.ndarray, stable: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """How many entries of its row come before each threshold ``block[pr, pc]``.
+
+    A bucketed count instead of a sort: every entry goes to a bucket by a monotone map, a
+    per-row histogram counts the entries in buckets below a threshold's bucket, and only the
+    entries that share a bucket with a threshold (a few each) are compared exactly. Rows go
+    in cache-sized chunks through reused buffers, on one thread (a busy core cannot stall it).
 
     Args:
-        block: (B, G) distances.
-        thr: (B, K) thresholds, same dtype as ``block``.
+        block: (B, G) float32/float64 distances, C-contiguous.
+        pr, pc, pv: (P,) row, column and value of each threshold, sorted by (row, value,
+            column).
+        stable: count entries before in (value, column) order instead of by value alone.
 
     Returns:
-        ``less``, ``leq``: (B, K) int64 counts.
+        ``before``: (P,) int64 entries smaller (stable: or equal with a smaller column);
+        ``equal``: (P,) int64 entries equal to the threshold, itself included (zeros when
+        ``stable``).
     """
-    # Only entries up to a row's largest threshold can be counted: sort just those (+inf pads).
-    tmax = thr.max(axis=1, initial=-np.inf, where=np.isfinite(thr))
-    rows, cols = np.nonzero(block <= tmax[:, None])
-    width = int(np.bincount(rows, minlength=block.shape[0]).max()) if rows.size else 0
-    packed = np.full((block.shape[0], max(width, 1)), np.inf, dtype=block.dtype)
-    packed[rows, _segment_index(rows, block.shape[0])] = block[rows, cols]
-    srt = _sort_rows(packed)
-    return _search_rows(srt, thr, strict=True), _search_rows(srt, thr, strict=False)
+    n_rows, n_cols = block.shape
+    nb = _num_buckets(n_cols)
+    lo, scale = _bucket_map(block, pr, pv, nb)
+    # flat keys (row * nb + bucket) stay exact integers in the float type
+    step = max(1, min(n_rows, _CHUNK_ELEMENTS // n_cols, (1 << 23) // nb))
+    y = np.empty((step, n_cols), dtype=block.dtype)
+    keys = np.empty((step, n_cols), dtype=np.intp)
+    offsets = (np.arange(step) * nb).astype(block.dtype)[:, None]
+    flag = np.zeros(step * nb, dtype=bool)
+    ends = np.searchsorted(pr, np.arange(0, n_rows + step, step)[1:], side="left")
+    base = np.empty(pr.size, dtype=np.int64)
+    cand = []  # (row, column, value) of entries sharing a bucket with a threshold
+    p0 = 0
+    for r0, p1 in zip(range(0, n_rows, step), ends, strict=False):
+        if p1 == p0:
+            continue
+        r1 = min(r0 + step, n_rows)
+        n, rows = r1 - r0, block[r0:r1]
+        yy, kk, ff = y[:n], keys[:n], flag[: n * nb]
+        with np.errstate(over="ignore"):
+            np.subtract(rows, lo[r0:r1, None], out=yy)
+            np.multiply(yy, scale[r0:r1, None], out=yy)
+        np.clip(yy, 0, nb - 1, out=yy)
+        np.add(yy, offsets[:n], out=yy)
+        np.copyto(kk, yy, casting="unsafe")
+        hist = np.bincount(kk.ravel(), minlength=n * nb)
+        tk = kk[pr[p0:p1] - r0, pc[p0:p1]]
+        # entries outside the threshold buckets are counted by bucket alone
+        hist[tk] = 0
+        base[p0:p1] = np.cumsum(hist.reshape(n, nb), axis=1).ravel()[tk]
+        ff[tk] = True
+        pos = np.flatnonzero(np.take(ff, kk))
+        ff[tk] = False
+        cand.append((pos // n_cols + r0, pos % n_cols, rows.ravel()[pos]))
+        p0 = p1
+    cr, cc, cv = (np.concatenate(c) for c in zip(*cand, strict=True))
+    before, equal = _exact_counts(pr, pc, pv, cr, cc, cv, stable)
+    return base + before, equal
+
+
+def _exact_counts(
+    pr: np.ndarray,
+    pc: np.ndarray,
+    pv: np.ndarray,
+    cr: np.ndarray,
+    cc: np.ndarray,
+    cv: np.ndarray,
+    stable: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per threshold, the candidates of its row before it and equal to it (see _count_below).
+
+    One sort of thresholds and candidates together by (row, value[, column], thresholds
+    first); thresholds come out in their input order, which is sorted that way already.
+    """
+    is_cand = np.r_[np.zeros(pr.size, dtype=np.int64), np.ones(cr.size, dtype=np.int64)]
+    rows, vals = np.r_[pr, cr], np.r_[pv, cv]
+    if stable:
+        order = np.lexsort((is_cand, np.r_[pc, cc], vals, rows))
+        is_cand, new_group = is_cand[order], None
+    elif vals.dtype == np.float32:
+        # one uint64 key: row, the value's order-preserving bits, then the kind
+        bits = (vals + np.float32(0)).view(np.int32).astype(np.int64)  # + 0: -0.0 -> 0.0
+        bits = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits) + (1 << 31)
+        key = np.sort((rows << 33) | (bits << 1) | is_cand)
+        is_cand, group = key & 1, key >> 1
+        new_group = np.r_[True, group[1:] != group[:-1]]
+    else:
+        order = np.lexsort((is_cand, vals, rows))
+        is_cand, rows, vals = is_cand[order], rows[order], vals[order]
+        new_group = np.r_[True, (rows[1:] != rows[:-1]) | (vals[1:] != vals[:-1])]
+    at = np.flatnonzero(is_cand == 0)
+    n_cand = np.bincount(cr, minlength=int(pr.max()) + 1)
+    before = np.cumsum(is_cand)[at] - (np.cumsum(n_cand) - n_cand)[pr]
+    if new_group is None:
+        return before, np.zeros_like(before)
+    group_id = np.cumsum(new_group) - 1
+    equal = np.bincount(group_id, weights=is_cand)[group_id[at]].astype(np.int64)
+    return before, equal
 
 
 def _segment_index(rows: np.ndarray, n_rows: int) -> np.ndarray:
     """0-based position of each entry within its row, for ``rows`` sorted ascending."""
     counts = np.bincount(rows, minlength=n_rows)
     return np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _argsort_rows(x: np.ndarray) -> np.ndarray:
+    """``np.argsort(x, axis=1)`` (torchreid's call, row by row identical), rows on threads."""
+    workers = min(os.cpu_count() or 1, torch.get_num_threads(), x.shape[0])
+    if workers < 2 or x.size < (1 << 16):
+        return np.argsort(x, axis=1)
+    out = np.empty(x.shape, dtype=np.intp)
+    edges = np.linspace(0, x.shape[0], workers + 1).astype(int)
+
+    def work(i: int) -> None:  # numpy sorts without the GIL
+        out[edges[i] : edges[i + 1]] = np.argsort(x[edges[i] : edges[i + 1]], axis=1)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(work, range(workers)))
+    return out
 
 
 def _tie_ranks(
@@ -145,11 +244,13 @@ def _tie_ranks(
     Returns (n,) int64 aligned with the inputs; entries that are removed get -1.
     """
     tie_rows, local = np.unique(rows, return_inverse=True)
-    # The same call as torchreid (default kind, along the last axis), row by row identical.
-    order = np.argsort(block[tie_rows], axis=1)
-    inv = np.empty_like(order)
-    np.put_along_axis(inv, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), 1)
-    position = inv[local, cols]
+    order = _argsort_rows(block[tie_rows])
+    # sorted positions of the same-id entries, matched back to the inputs by (row, column)
+    mark = np.zeros(order.shape, dtype=bool)
+    mark[local, cols] = True
+    hit_r, hit_p = np.nonzero(np.take_along_axis(mark, order, axis=1))
+    position = np.empty(rows.size, dtype=np.int64)
+    position[np.lexsort((cols, local))] = hit_p[np.lexsort((order[hit_r, hit_p], hit_r))]
     srt = np.lexsort((position, local))
     rem_before = np.cumsum(removed[srt]) - removed[srt]
     row_first = np.searchsorted(local[srt], local[srt], side="left")
@@ -165,6 +266,7 @@ def rank_block(
     q_pids: np.ndarray,
     q_camids: np.ndarray,
     gallery: GalleryIndex,
+    ties: str = "torchreid",
 ) -> BlockRanks:
     """Exact per-query ranks of the true matches for one block of queries.
 
@@ -172,46 +274,49 @@ def rank_block(
         block: (B, G) finite distances of B queries to the whole gallery.
         q_pids, q_camids: (B,) int64.
         gallery: the gallery ids and cameras, grouped.
+        ties: order of equal distances, one of :data:`TIES` (see the module docstring).
     """
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
     n_rows = block.shape[0]
     rows, cols = gallery.same_id(q_pids)
     removed = gallery.camids[cols] == q_camids[rows]
     cdt = _count_dtype(block.dtype)
     vals = block[rows, cols].astype(cdt, copy=False)
 
-    # Same-id entries sorted by (row, distance); runs of equal distance within a row.
+    # Same-id entries sorted by (row, distance, column) (columns ascend within a row already);
+    # runs of equal distance within a row.
     srt = np.lexsort((vals, rows))
     rows_s, vals_s, rem_s, cols_s = rows[srt], vals[srt], removed[srt], cols[srt]
-    new_run = np.ones(rows_s.size, dtype=bool)
-    new_run[1:] = (rows_s[1:] != rows_s[:-1]) | (vals_s[1:] != vals_s[:-1])
-    run_start = np.flatnonzero(new_run)
-    run_id = np.cumsum(new_run) - 1
-    run_len = np.diff(np.append(run_start, rows_s.size))
     row_first = np.searchsorted(rows_s, rows_s, side="left")
-    same_less = run_start[run_id] - row_first
-    same_eq = run_len[run_id]
+    if ties == "stable":
+        same_before = np.arange(rows_s.size) - row_first
+        same_eq = np.zeros(rows_s.size, dtype=np.int64)
+    else:
+        new_run = np.r_[True, (rows_s[1:] != rows_s[:-1]) | (vals_s[1:] != vals_s[:-1])]
+        run_start = np.flatnonzero(new_run)
+        run_id = np.cumsum(new_run) - 1
+        same_before = run_start[run_id] - row_first
+        same_eq = np.diff(np.append(run_start, rows_s.size))[run_id]
 
     pos = ~rem_s
     pr, pv = rows_s[pos], vals_s[pos]
     num_pos = np.bincount(pr, minlength=n_rows)
     valid = num_pos > 0
-    j = _segment_index(pr, n_rows)
     kept = np.zeros(pr.size, dtype=np.int64)
     if pr.size:
-        k = int(num_pos.max())
-        thr = np.full((n_rows, k), np.inf, dtype=cdt)
-        thr[pr, j] = pv
-        # Rows without a match have an all-inf threshold row: harmless, ignored below.
-        less, leq = _count_below(block.astype(cdt, copy=False), thr)
-        other_less = less[pr, j] - same_less[pos]
-        other_eq = (leq[pr, j] - less[pr, j]) - same_eq[pos]
-        kept = other_less + j
-        tied = other_eq > 0
+        dist = np.ascontiguousarray(block, dtype=cdt)
+        before, equal = _count_below(dist, pr, cols_s[pos], pv, ties == "stable")
+        # kept rank = other ids before it + true matches before it
+        kept = before - same_before[pos] + _segment_index(pr, n_rows)
+        tied = (equal - same_eq[pos]) > 0
         if tied.any():
-            tie_rows = np.unique(pr[tied])
-            in_tie = np.isin(rows_s, tie_rows)
-            ranks = _tie_ranks(block, rows_s[in_tie], cols_s[in_tie], rem_s[in_tie])
-            kept[np.isin(pr, tie_rows)] = ranks[~rem_s[in_tie]]
+            # another id at exactly a match's distance: the order is the sort's, not ours
+            in_tie = np.zeros(n_rows, dtype=bool)
+            in_tie[pr[tied]] = True
+            sel = in_tie[rows_s]
+            ranks = _tie_ranks(block, rows_s[sel], cols_s[sel], rem_s[sel])
+            kept[in_tie[pr]] = ranks[~rem_s[sel]]
 
     # Matches of each row in rank order: AP = mean_j (j + 1) / (rank_j + 1).
     srt = np.lexsort((kept, pr))
@@ -268,6 +373,8 @@ def evaluate_rank(
     q_camids: np.ndarray,
     g_camids: np.ndarray,
     max_rank: int = 50,
+    *,
+    ties: str = "torchreid",
 ) -> tuple[np.ndarray, float, float]:
     """CMC, mAP and mINP of a query x gallery distance matrix (market1501 protocol).
 
@@ -277,6 +384,9 @@ def evaluate_rank(
         g_pids, g_camids: (G,) integer ids and cameras of the gallery.
         max_rank: length of the CMC curve; like torchreid, a gallery smaller than this
             shortens the curve to G (with a warning).
+        ties: ``'torchreid'`` (equal distances in ``np.argsort``'s order, identical to
+            torchreid on the same machine; rows where another id ties with a true match are
+            sorted) or ``'stable'`` (equal distances by gallery index; no sort at all).
 
     Returns:
         ``(cmc, mAP, mINP)``: cmc is (min(max_rank, G),) float32, cmc[k] = fraction of valid
@@ -285,6 +395,8 @@ def evaluate_rank(
     Raises:
         ValueError: bad shapes, non-finite distances, non-integer ids, or no valid query.
     """
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
     dist = check_distmat(distmat, "distmat")
     num_q, num_g = dist.shape
     qp = check_ids(q_pids, "q_pids", num_q)
@@ -297,6 +409,6 @@ def evaluate_rank(
     step = block_rows(num_g)
     for start in range(0, num_q, step):
         stop = min(start + step, num_q)
-        acc.add(rank_block(dist[start:stop], qp[start:stop], qc[start:stop], gallery))
+        acc.add(rank_block(dist[start:stop], qp[start:stop], qc[start:stop], gallery, ties))
     cmc, m_ap, m_inp, _ = acc.result()
     return cmc, m_ap, m_inp
