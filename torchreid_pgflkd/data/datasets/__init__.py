@@ -14,7 +14,7 @@ from torchreid_pgflkd.data.datasets.market import (
     OccludedDuke,
 )
 from torchreid_pgflkd.data.datasets.synthetic import SyntheticOccluded
-from torchreid_pgflkd.data.datasets.test_only import (
+from torchreid_pgflkd.data.datasets.query_gallery import (
     OccludedREID,
     PartialILIDS,
     PartialREID,
