@@ -26,3 +26,51 @@ def test_main_command_writes_results_checkpoints_and_figures(
         assert (out / name).stat().st_size > 1000, name
     table = capsys.readouterr().out
     assert "PGFL-KD (full)" in table and "MB only" in table
+
+
+def _tiny_real_root(shared: Path, root: Path, ids: int = 6) -> None:
+    """A few CUHK03 and Partial-REID people, with their BlazePose keypoints, in the shared
+    layout under ``root`` (copied at test time from ../shared/data, never into the repo)."""
+    import shutil
+
+    def copy(src: Path, dst: Path, names: list[str]) -> None:
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copy2(src / name, dst / name)
+
+    for split in ("train", "val"):
+        folder = shared / "cuhk03_pair1" / "labeled" / split
+        names = sorted(p.name for p in folder.glob("*.jpg") if int(p.name[:4]) < ids)
+        copy(folder, root / "cuhk03_pair1" / "labeled" / split, names)
+        kp = shared / "keypoints" / "blazepose" / "cuhk03_pair1" / "labeled" / split
+        copy(kp, root / "keypoints" / "blazepose" / "cuhk03_pair1" / "labeled" / split,
+             [n.replace(".jpg", "_keypoints.json") for n in names])  # fmt: skip
+    for folder in ("occluded_body_images", "partial_body_images", "whole_body_images"):
+        src = shared / "partial_reid" / "Partial-REID_Dataset" / folder
+        names = sorted(p.name for p in src.glob("*.jpg") if int(p.name[:3]) <= ids)
+        copy(src, root / "partial_reid" / "Partial-REID_Dataset" / folder, names)
+        kp = shared / "keypoints" / "blazepose" / "partial_reid" / "Partial-REID_Dataset" / folder
+        copy(kp, root / "keypoints" / "blazepose" / "partial_reid" / "Partial-REID_Dataset"
+             / folder, [n.replace(".jpg", "_keypoints.json") for n in names])  # fmt: skip
+
+
+def test_real_benchmark_run_on_a_handful_of_people(shared_data: Path, tmp_path: Path) -> None:
+    """``pgflkd run --benchmark cuhk03`` end to end: 6 CUHK03 people to train, 6 others and 6
+    Partial-REID people to test, every output of the embedded run plus the training poses."""
+    root, out = tmp_path / "data", tmp_path / "out"
+    _tiny_real_root(shared_data, root)
+    tiny = ["train.max_epoch", "1", "train.warmup_epochs", "0", "train.milestones", "[5]",
+            "data.height", "64", "data.width", "32", "data.workers", "0", "data.pad", "2",
+            "sampler.batch_size", "8", "sampler.num_instances", "2"]  # fmt: skip
+    args = ["run", "--benchmark", "cuhk03", "--data-root", str(root), "--output", str(out)]
+    assert main([*args, "--no-progress", *tiny]) == 0
+    summary = json.loads((out / "results.json").read_text())
+    targets = {"cuhk03_pair1", "partial_reid_occluded", "partial_reid_partial"}
+    for record in summary["models"].values():
+        assert set(record["targets"]) == targets
+        assert all(0 <= t["mAP"] <= 1 for t in record["targets"].values())
+        assert Path(record["checkpoint"]).is_file()
+        assert (Path(record["checkpoint"]).parent / "config.yaml").is_file()
+    assert set(summary["gain_points_per_target"]) == targets
+    for name in ("cmc.png", "ranked_list.png", "activations.png", "train_poses.png"):
+        assert (out / name).stat().st_size > 1000, name
