@@ -214,7 +214,7 @@ class PoseDataManager:
         """
         from torch.utils.data import DataLoader
 
-        from torchreid_pgflkd.data.loaders import PoseSampleSet
+        from torchreid_pgflkd.data.loaders import PoseCollate, PoseSampleSet
 
         if name not in self._test_sets:
             raise KeyError(f"{name!r} is not a target; targets: {self.targets}")
@@ -229,9 +229,11 @@ class PoseDataManager:
                     keypoints=ds.keypoint_lookup(split),
                     mapper=self.mapper,
                     image_hook=dataset_image_hook(ds, split),
+                    batch_maps=True,
                 ),
                 shuffle=False,
                 drop_last=False,
+                collate_fn=PoseCollate(self.mapper),
                 **self._loader_kwargs,
             )
             for split, samples in self.test_dataset[name].items()
