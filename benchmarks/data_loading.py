@@ -8,11 +8,12 @@ dataset, resized to 256x128, P x K batches drawn by torchreid's ``RandomIdentity
                        ``build_transforms(['random_flip', 'random_crop', 'random_erase'])`` (flip,
                        torchreid's pad/crop = ``Random2DTranslation``, random erasing)
   pgflkd_pose          our ``PoseDataManager`` train loader: flip, pad 10 + random crop, random
-                       erasing, keypoints moved with the image, pose maps per image
+                       erasing, keypoints moved with the image, pose maps drawn once per batch
+                       in the collate (``PoseCollate``)
   pgflkd_no_pose       the same dataset and transforms with the pose mapper off (no keypoint
                        lookup, no maps): isolates what the pose costs
-  pgflkd_batched_maps  a prototype of the recommended fix: the same items without maps, the
-                       maps drawn once per batch in the collate (``PoseMapper`` is batched)
+  pgflkd_per_image_maps  the loader as it was before ``PoseCollate``: the same items, the pose
+                       maps drawn per image in the dataset (for the before / after figures)
 
 With 0 workers every loader runs in this process (images/s of one core, read from process
 CPU time as well as wall time: a descheduled process accrues no CPU time, so it is the
@@ -48,38 +49,11 @@ from torchreid_pgflkd.data.datamanager import PoseDataManager
 from torchreid_pgflkd.data.loaders import PoseSampleSet
 from torchreid_pgflkd.pose.contract import POSE_MAPS_KEY
 from torchreid_pgflkd.pose.keypoints import sanitize_keypoints
-from torchreid_pgflkd.pose.maps import PoseMapper
 
 logger = logging.getLogger("data_loading")
 DATASET = "cuhk03_pair1"
 ANCHOR = "torchreid"
 TORCHREID_TRANSFORMS = ["random_flip", "random_crop", "random_erase"]
-
-
-class _NoMaps:
-    """A mapper stand-in: the item keeps its transformed keypoints, the maps come later."""
-
-    def __call__(self, keypoints: np.ndarray, *, image_hw: tuple[int, int]) -> None:
-        return None
-
-
-class BatchPoseMaps:
-    """Collate, then draw the pose maps of the whole batch in one ``PoseMapper`` call.
-
-    The prototype fix: ``PoseMapper`` is vectorised over the batch, so its fixed per-call
-    cost (a few dozen small torch ops) is paid once per batch instead of once per image.
-    """
-
-    def __init__(self, mapper: PoseMapper) -> None:
-        self.mapper = mapper
-
-    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        for item in items:
-            item.pop(POSE_MAPS_KEY, None)
-        batch = default_collate(items)
-        hw = tuple(batch["img"].shape[-2:])
-        batch[POSE_MAPS_KEY] = self.mapper(batch["keypoints"], image_hw=hw)
-        return batch
 
 
 def build_loaders(root: str, height: int, width: int, batch_size: int) -> dict[str, Any]:
@@ -111,9 +85,6 @@ def build_loaders(root: str, height: int, width: int, batch_size: int) -> dict[s
     ours = dm.train_set
     sampler = compat.random_identity_sampler()
     no_pose = PoseSampleSet(ours.samples, transform=dm.transform_tr, mapper=None)
-    keypoints_only = PoseSampleSet(
-        ours.samples, transform=dm.transform_tr, keypoints=ours.keypoints, mapper=_NoMaps()
-    )
     theirs = tdm.train_loader.dataset
     if [s[:3] for s in theirs.train] != [s[:3] for s in ours.samples]:
         raise RuntimeError("torchreid's and our train lists differ: the comparison is void")
@@ -121,10 +92,12 @@ def build_loaders(root: str, height: int, width: int, batch_size: int) -> dict[s
         ANCHOR: (theirs, tdm.train_loader.sampler, None),
         "pgflkd_pose": (ours, dm.train_loader.sampler, dm.train_loader.collate_fn),
         "pgflkd_no_pose": (no_pose, sampler(ours.samples, batch_size, 4), None),
-        "pgflkd_batched_maps": (
-            keypoints_only,
+        "pgflkd_per_image_maps": (
+            PoseSampleSet(
+                ours.samples, transform=dm.transform_tr, keypoints=ours.keypoints, mapper=dm.mapper
+            ),
             sampler(ours.samples, batch_size, 4),
-            BatchPoseMaps(dm.mapper),
+            None,
         ),
         "_dm": dm,
         "_tdm": tdm,
@@ -239,7 +212,9 @@ def profile_stages(specs: dict[str, tuple], images: int, passes: int, batch: int
             kp = np.array(kp, dtype=np.float32, copy=True)
             for tr in ours.transform.transforms:
                 img, kp = _timed(t, type(tr).__name__, tr, img, kp)
-            maps = _timed(t, "pose_maps", ours.mapper, kp, image_hw=tuple(img.shape[-2:]))
+            maps = _timed(
+                t, "pose_maps_per_image_before", ours.mapper, kp, image_hw=tuple(img.shape[-2:])
+            )
             items.append(
                 {"img": img, "pid": pid, "camid": cam, "impath": path, "dsetid": dsetid,
                  "keypoints": torch.from_numpy(kp), POSE_MAPS_KEY: maps}
@@ -247,11 +222,9 @@ def profile_stages(specs: dict[str, tuple], images: int, passes: int, batch: int
         for b in range(0, len(items) - batch + 1, batch):
             _timed(t, "collate", default_collate, items[b : b + batch])
             kps = torch.stack([it["keypoints"] for it in items[b : b + batch]])
-            _timed(
-                t, "pose_maps_per_batch_prototype", ours.mapper, kps, image_hw=tuple(img.shape[-2:])
-            )
+            _timed(t, "pose_maps_per_batch", ours.mapper, kps, image_hw=tuple(img.shape[-2:]))
         n_collated = len(items) // batch * batch
-        for k in ("collate", "pose_maps_per_batch_prototype"):
+        for k in ("collate", "pose_maps_per_batch"):
             t[k] *= len(items) / max(1, n_collated)
         runs["pgflkd_pose"].append({k: 1e3 * v / len(items) for k, v in t.items()})
 
@@ -270,20 +243,20 @@ def profile_stages(specs: dict[str, tuple], images: int, passes: int, batch: int
     out: dict[str, Any] = {"images": len(index), "passes": passes, "unit": "CPU ms per image"}
     for name, rs in runs.items():
         stages = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-        total = sum(v for k, v in stages.items() if not k.endswith("_prototype"))
+        total = sum(v for k, v in stages.items() if not k.endswith("_before"))
         out[name] = {"stages_ms": stages, "total_ms": total}
     return out
 
 
 def check_prototype(specs: dict[str, tuple], batch: int, seed: int) -> dict[str, float]:
-    """The batched-maps prototype yields the same batch as our loader for the same RNG."""
+    """Maps drawn per batch (ours) equal maps drawn per image (before) for the same RNG."""
     ours, _, collate = specs["pgflkd_pose"]
-    proto, _, proto_collate = specs["pgflkd_batched_maps"]
+    proto, _, proto_collate = specs["pgflkd_per_image_maps"]
     index = list(range(0, batch * 7, 7))
     torch.manual_seed(seed)
     a = (collate or default_collate)([ours[i] for i in index])
     torch.manual_seed(seed)
-    b = proto_collate([proto[i] for i in index])
+    b = (proto_collate or default_collate)([proto[i] for i in index])
     return {
         "max_abs_diff_img": float((a["img"] - b["img"]).abs().max()),
         "max_abs_diff_pose_maps": float((a[POSE_MAPS_KEY] - b[POSE_MAPS_KEY]).abs().max()),
@@ -330,11 +303,11 @@ def main() -> None:
             ANCHOR: type(tdm.train_loader.dataset.transform.transforms[0]).__name__ == "Resize",
             "pgflkd": type(dm.transform_tr.transforms[0]).__name__ == "Resize",
         },
-        "pose_maps_shape": list(specs["pgflkd_pose"][0][0][POSE_MAPS_KEY].shape),
-        "prototype_equality": check_prototype(specs, args.batch_size, args.seed),
+        "pose_maps_shape": list(specs["pgflkd_per_image_maps"][0][0][POSE_MAPS_KEY].shape),
+        "per_batch_equals_per_image": check_prototype(specs, args.batch_size, args.seed),
         "load_average_at_start": list(os.getloadavg()),
     }
-    logger.info("prototype equality: %s", report["prototype_equality"])
+    logger.info("per batch = per image: %s", report["per_batch_equals_per_image"])
     report["stages"] = profile_stages(
         specs, args.profile_images, args.profile_passes, args.batch_size
     )
@@ -368,26 +341,20 @@ def main() -> None:
                 "vs_no_pose": zero[name]["cost_ratio_vs_pgflkd_no_pose"] - 1,
                 "meets_10pct_target": zero[name][f"cost_ratio_vs_{ANCHOR}"] <= 1.10,
             }
-            for name in ("pgflkd_pose", "pgflkd_batched_maps")
+            for name in ("pgflkd_pose", "pgflkd_per_image_maps")
         }
     stages = report["stages"]["pgflkd_pose"]["stages_ms"]
-    report["recommendation"] = {
-        "change": (
-            "draw the pose maps once per batch, not per image: PoseSampleSet.__getitem__ keeps "
-            "the transformed keypoints and skips the mapper; build_train_loader's collate_fn "
-            "collates, then sets batch['pose_maps'] = mapper(batch['keypoints'], "
-            "image_hw=batch['img'].shape[-2:]) (ShufflePoseCollate permutes after that, as "
-            "now; pose_test_loaders likewise). PoseMapper is already batched; the batches are "
-            "bit-identical (prototype_equality)."
-        ),
+    report["before_after"] = {
+        "change": "pose maps drawn once per batch in the collate (PoseCollate), not per image "
+        "in the dataset; the batches are bit-identical (per_batch_equals_per_image)",
         "pose_maps_cpu_ms_per_image": {
-            "per_image_now": stages["pose_maps"],
-            "per_batch_prototype": stages["pose_maps_per_batch_prototype"],
+            "before_per_image": stages["pose_maps_per_image_before"],
+            "after_per_batch": stages["pose_maps_per_batch"],
         },
         "cost_ratio_vs_torchreid": {
             key: {
-                "now": res["pgflkd_pose"][f"cost_ratio_vs_{ANCHOR}"],
-                "prototype": res["pgflkd_batched_maps"][f"cost_ratio_vs_{ANCHOR}"],
+                "before": res["pgflkd_per_image_maps"][f"cost_ratio_vs_{ANCHOR}"],
+                "after": res["pgflkd_pose"][f"cost_ratio_vs_{ANCHOR}"],
             }
             for key, res in report["loaders"].items()
         },

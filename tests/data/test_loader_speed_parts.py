@@ -1,5 +1,5 @@
 """benchmarks/data_loading.py's pieces on the real CUHK03 crops: the four loaders read the same
-samples, the batched-pose-maps prototype gives the same batches as the loader, and a one-round
+samples, maps drawn per batch (ours) give the same batches as maps drawn per image, and a one-round
 timing yields every loader's figures."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def dl() -> ModuleType:
 def test_loader_benchmark_parts(dl: ModuleType, shared_data: Path) -> None:
     specs = dl.build_loaders(str(shared_data), 64, 32, 8)
     dm, tdm = specs.pop("_dm"), specs.pop("_tdm")
-    assert set(specs) == {"torchreid", "pgflkd_pose", "pgflkd_no_pose", "pgflkd_batched_maps"}
+    assert set(specs) == {"torchreid", "pgflkd_pose", "pgflkd_no_pose", "pgflkd_per_image_maps"}
     assert len(tdm.train_loader.dataset) == len(dm.train_set) == 7239
 
     same = dl.check_prototype(specs, batch=8, seed=0)
