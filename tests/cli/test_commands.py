@@ -33,6 +33,8 @@ def test_train_writes_config_checkpoint_and_results(trained: Path) -> None:
     assert (trained / "config.yaml").is_file() and (trained / "last.pth").is_file()
     results = json.loads((trained / "results.json").read_text())["synthetic_occluded"]
     assert {"rank1", "rank5", "mAP", "mINP"} <= set(results)
+    log = (trained / "train.log").read_text()  # the run's text log, beside its checkpoints
+    assert "epoch 1/1 done" in log and "synthetic_occluded: Rank-1" in log
 
 
 def test_test_command_reproduces_the_training_evaluation(trained: Path, tmp_path: Path) -> None:

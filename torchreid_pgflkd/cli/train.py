@@ -27,6 +27,7 @@ from torchreid_pgflkd.utils.io import write_json
 
 HELP = "train PGFL-KD (or an ablation) from a config file"
 logger = logging.getLogger(__name__)
+LOG_NAME = "train.log"  # the run's text log, beside its checkpoints
 
 RESULTS_NAME = "results.json"
 
@@ -146,6 +147,36 @@ def _claim(
 def _train(cfg: Any, args: argparse.Namespace, dist_info: Any, save_dir: Path, resume: Any) -> int:
     if dist_info.is_main:
         build.save_config(cfg, save_dir)
+    with _text_log(save_dir / LOG_NAME, enabled=dist_info.is_main):
+        return _train_logged(cfg, args, dist_info, save_dir, resume)
+
+
+@contextlib.contextmanager
+def _text_log(path: Path, *, enabled: bool):
+    """Everything the package logs also goes to ``path`` (appended: a resumed run continues it)."""
+    if not enabled:
+        yield
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    )
+    handler.setLevel(logging.INFO)
+    package = logging.getLogger("torchreid_pgflkd")
+    level = package.level
+    package.setLevel(min(package.getEffectiveLevel(), logging.INFO))
+    package.addHandler(handler)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(level)
+        handler.close()
+
+
+def _train_logged(
+    cfg: Any, args: argparse.Namespace, dist_info: Any, save_dir: Path, resume: Any
+) -> int:
     datamanager = build.build_datamanager(cfg, dist_info)
     engine = build.build_engine(cfg, datamanager, dist_info, progress=not args.no_progress)
     results = engine.run(
