@@ -42,3 +42,14 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tiny_opts(tiny_root: Path, tmp_path: Path) -> list[str]:
     return [*TINY, "data.root", str(tiny_root), "train.save_dir", str(tmp_path / "run")]
+
+
+@pytest.fixture(autouse=True)
+def _package_log_level():
+    """Benchmark scripts run in-process set the package's log level; give each test a fresh one."""
+    import logging
+
+    package = logging.getLogger("torchreid_pgflkd")
+    level = package.level
+    yield
+    package.setLevel(level)

@@ -87,8 +87,10 @@ def readme_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tiny = {
         '"reid-data"': repr(str(root / "data")),
         "seed=0)": "seed=0, num_train_ids=8, images_per_id=4, num_test_ids=4, progress=False)",
-        "height=128, width=64,": "height=64, width=32, num_workers=0,",
-        "batch_size_train=32, num_instances=4": "batch_size_train=8, num_instances=2",
+        "height=128,": "height=64, num_workers=0,",
+        "width=64,": "width=32,",
+        "batch_size_train=32,": "batch_size_train=8,",
+        "num_instances=4,": "num_instances=2,",
         "pretrained=True": "pretrained=False",
         '"log/pgflkd_resnet18"': repr(str(root / "log")),
         "max_epoch=30, eval_freq=10": "max_epoch=1, eval_freq=-1",

@@ -13,7 +13,6 @@ from torchreid_pgflkd.data.datasets.market import (
     MarketLayoutDataset,
     OccludedDuke,
 )
-from torchreid_pgflkd.data.datasets.synthetic import SyntheticOccluded
 from torchreid_pgflkd.data.datasets.query_gallery import (
     OccludedREID,
     PartialILIDS,
@@ -21,6 +20,7 @@ from torchreid_pgflkd.data.datasets.query_gallery import (
     PartialREIDOccluded,
     PartialREIDPartial,
 )
+from torchreid_pgflkd.data.datasets.synthetic import SyntheticOccluded
 
 DATASETS: dict[str, type] = {
     "market1501_pose": Market1501Pose,
