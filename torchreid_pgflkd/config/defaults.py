@@ -17,7 +17,7 @@ from torchreid_pgflkd.engine.step import AMP_MODES
 from torchreid_pgflkd.evaluation.features import METRICS
 from torchreid_pgflkd.losses.alignment import ALIGN_KINDS
 from torchreid_pgflkd.models.backbone import BACKBONES
-from torchreid_pgflkd.models.pgflkd import BRANCH_INITS
+from torchreid_pgflkd.models.pgflkd import BRANCH_INITS, SAB_INVISIBLE
 from torchreid_pgflkd.pose.contract import PART_GROUPINGS
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -37,6 +37,9 @@ def get_default_config() -> CN:
     cfg.model.interaction = True  # MB feature classified by FEB/SAB classifiers
     cfg.model.branch_init = "copy"  # copy: every layer4 from the same weights | independent
     cfg.model.last_stride = 1  # 1 keeps 16x8 maps at 256x128; 2 gives 8x4 (pose maps follow)
+    # A SAB part with no visible keypoint: pool_all (pool the whole map, as before) | drop
+    # (zero feature, left out of feature distillation)
+    cfg.model.sab_invisible = "pool_all"
 
     cfg.data = CN()
     cfg.data.root = "reid-data"  # folder holding the datasets
@@ -59,6 +62,10 @@ def get_default_config() -> CN:
     # Pose maps from: keypoints (the method) | stripes | shuffled | none (controls, see README)
     cfg.data.pose_source = "keypoints"
     cfg.data.skip_bad_images = False  # unreadable images: stop before training | drop them
+    # Train on a source with no keypoint file at all (pose maps all empty): refused unless True
+    cfg.data.allow_missing_pose = False
+    cfg.data.cache_images = False  # decode and resize each image once, keep it in memory
+    cfg.data.cache_max_gb = 8.0  # refuse a cache larger than this (GB of decoded pixels)
 
     cfg.synthetic = CN()  # the embedded benchmark (used when a source is synthetic_occluded)
     cfg.synthetic.seed = 0  # data seed: identities, poses, occluders
@@ -144,6 +151,7 @@ _AT_LEAST: dict[str, float] = {
     "data.width": 1,
     "data.workers": 0,
     "data.pad": 0,
+    "data.cache_max_gb": 0,
     "synthetic.seed": 0,
     "synthetic.num_train_ids": 2,
     "synthetic.num_test_ids": 1,
@@ -292,6 +300,7 @@ def check_cfg(cfg: CN) -> None:
     choice("data.partial_reid_query", ("partial", "occluded"))
     choice("data.pose_source", POSE_SOURCES)
     choice("model.branch_init", BRANCH_INITS)
+    choice("model.sab_invisible", SAB_INVISIBLE)
 
     def number(key: str, ok: Callable[[float], bool], rule: str) -> None:
         value = _get(cfg, key)

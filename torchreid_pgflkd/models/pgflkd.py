@@ -28,6 +28,10 @@ from torchreid_pgflkd.models.outputs import BranchOutput, TrainOutput
 from torchreid_pgflkd.pose.contract import DEFAULT_PARTS, check_pose_maps
 
 BRANCH_INITS: tuple[str, ...] = ("copy", "independent")
+# A SAB part whose map is empty (no visible keypoint of that part): ``pool_all`` pools the
+# whole map (``weighted_avg_pool``'s fallback); ``drop`` gives the part a zero feature and
+# leaves it out of feature distillation (``BranchOutput.feat_mask``).
+SAB_INVISIBLE: tuple[str, ...] = ("pool_all", "drop")
 # torchreid's ``build_model(..., loss=...)``. PGFL-KD's objective is identity + triplet +
 # alignment + distillation + interaction (``losses``); ``"softmax"`` is the same objective
 # without the triplet terms (torchreid's meaning: a classification-only model).
