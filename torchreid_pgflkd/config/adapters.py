@@ -26,6 +26,7 @@ def model_kwargs(cfg: CN, num_classes: int) -> dict[str, Any]:
         interaction=m.interaction,
         last_stride=m.last_stride,
         branch_init=m.branch_init,
+        sab_invisible=m.sab_invisible,
     )
 
 
@@ -67,6 +68,9 @@ def datamanager_kwargs(cfg: CN) -> dict[str, Any]:
         soft_visibility=d.soft_visibility,
         occlusion_prob=d.occlusion_prob,
         skip_bad_images=d.skip_bad_images,
+        allow_missing_pose=d.allow_missing_pose,
+        cache_images=d.cache_images,
+        cache_max_gb=d.cache_max_gb,
     )
 
 

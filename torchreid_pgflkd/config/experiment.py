@@ -57,6 +57,8 @@ VARIANTS: dict[str, list[str]] = {
     "baseline+occ": [*_BASELINE, "data.occlusion_prob", "0.5"],
     "pgflkd+occ": ["data.occlusion_prob", "0.5"],
     "soft_visibility": ["data.soft_visibility", "True"],  # keypoint confidence as a weight
+    # A SAB part with no visible keypoint: zero feature, out of feature KD (not pooled whole)
+    "sab_drop_invisible": ["model.sab_invisible", "drop"],
 }
 VARIANT_LABELS = {
     "baseline": "MB only (BNNeck baseline)",
@@ -74,6 +76,7 @@ VARIANT_LABELS = {
     "baseline+occ": "baseline + occlusion augmentation",
     "pgflkd+occ": "PGFL-KD + occlusion augmentation",
     "soft_visibility": "PGFL-KD, confidence-weighted pose maps",
+    "sab_drop_invisible": "PGFL-KD, SAB drops invisible parts",
 }
 
 
@@ -166,6 +169,7 @@ def settings_of(cfg: CN) -> dict[str, Any]:
         "occlusion_prob": cfg.data.occlusion_prob,
         "soft_visibility": cfg.data.soft_visibility,
         "branch_init": cfg.model.branch_init,
+        "sab_invisible": cfg.model.sab_invisible,
         "loss_weights": {
             k: cfg.loss[k]
             for k in ("id", "tri", "align", "kd_logit", "kd_feat", "kd_attn", "inter")

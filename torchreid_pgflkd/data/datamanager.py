@@ -68,6 +68,11 @@ class PoseDataManager:
         verify_images: open every train, query and gallery image once before anything else
             (``data.verify``): an unreadable one stops here, not after the last epoch.
         skip_bad_images: drop unreadable images instead (counted and logged).
+        allow_missing_pose: train on a source that has no keypoints at all (its pose maps
+            empty) instead of refusing it; only matters when the pose is used.
+        cache_images: decode and resize every image once and keep it in memory (shared by
+            the loader workers); batches are identical to the uncached loader's.
+        cache_max_gb: refuse a cache larger than this many GB of decoded pixels.
     """
 
     data_type = "image"
@@ -102,6 +107,9 @@ class PoseDataManager:
         persistent_workers: bool = False,
         verify_images: bool = True,
         skip_bad_images: bool = False,
+        allow_missing_pose: bool = False,
+        cache_images: bool = False,
+        cache_max_gb: float = 8.0,
     ) -> None:
         self.sources = [sources] if isinstance(sources, str) else list(sources)
         targets = self.sources if targets is None else targets
@@ -109,6 +117,9 @@ class PoseDataManager:
         if not self.sources:
             raise ValueError("sources must name at least one dataset")
         self.height, self.width = int(height), int(width)
+        self.allow_missing_pose = bool(allow_missing_pose)
+        self.cache_images = bool(cache_images)
+        self.cache_max_gb = float(cache_max_gb)
         kwargs = {k: dict(v) for k, v in (dataset_kwargs or {}).items()}
         self.geometry = geometry = geometry or PoseGeometry()
         if pose_source not in POSE_SOURCES:

@@ -47,7 +47,9 @@ def logit_distillation(
     return kl * temperature**2
 
 
-def feature_distillation(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
+def feature_distillation(
+    student_feat: torch.Tensor, teacher_feat: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean over the batch of ``||s / |s| - t / |t|||^2`` (equal to ``2 * (1 - cos(s, t))``).
 
     Comparing directions rather than raw vectors leaves the student its own feature scale
@@ -56,6 +58,9 @@ def feature_distillation(student_feat: torch.Tensor, teacher_feat: torch.Tensor)
     Args:
         student_feat: ``(B, D)`` pooled features of the student (MB).
         teacher_feat: ``(B, D)`` pooled features of the teacher; detached here.
+        mask: optional ``(B, D)`` 0/1 mask of the teacher's channels to compare on (SAB's
+            ``feat_mask``: the channels of a part with no visible keypoint say nothing);
+            both features are masked before the comparison.
 
     Returns:
         A scalar tensor, 0 when the features point the same way.
@@ -65,8 +70,17 @@ def feature_distillation(student_feat: torch.Tensor, teacher_feat: torch.Tensor)
             f"student and teacher features must have the same shape (B, D), got "
             f"{tuple(student_feat.shape)} and {tuple(teacher_feat.shape)}"
         )
-    student = F.normalize(student_feat.float(), dim=1)
-    teacher = F.normalize(as_teacher(teacher_feat).float(), dim=1)
+    student, teacher = student_feat.float(), as_teacher(teacher_feat).float()
+    if mask is not None:
+        if mask.shape != student.shape:
+            raise ValueError(
+                f"mask must have the features' shape {tuple(student.shape)}, "
+                f"got {tuple(mask.shape)}"
+            )
+        mask = mask.detach().float()
+        student, teacher = student * mask, teacher * mask
+    student = F.normalize(student, dim=1)
+    teacher = F.normalize(teacher, dim=1)
     return (student - teacher).pow(2).sum(dim=1).mean()
 
 

@@ -215,7 +215,7 @@ def _kd_logit(x: TermInputs) -> torch.Tensor:
 
 
 def _kd_feat(x: TermInputs) -> torch.Tensor:
-    return feature_distillation(x.branch.feat, x.teacher.feat)
+    return feature_distillation(x.branch.feat, x.teacher.feat, x.teacher.feat_mask)
 
 
 def _kd_attn(x: TermInputs) -> torch.Tensor:

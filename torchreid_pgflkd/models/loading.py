@@ -35,7 +35,12 @@ logger = logging.getLogger(__name__)
 
 TEACHER_BRANCHES: tuple[str, ...] = ("feb", "sab")
 # Options the weights cannot show, read from the stored config's ``model`` section.
-CONFIG_ONLY_OPTIONS: tuple[str, ...] = ("last_stride", "num_parts", "interaction")
+CONFIG_ONLY_OPTIONS: tuple[str, ...] = (
+    "last_stride",
+    "num_parts",
+    "interaction",
+    "sab_invisible",
+)
 
 
 def checkpoint_weights(state: Any) -> dict[str, torch.Tensor]:

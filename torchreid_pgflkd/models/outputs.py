@@ -32,6 +32,9 @@ class BranchOutput:
             has FEB (spatial distillation FEB -> MB).
         part_activations: ``(B, P, h, w)`` channel-mean map of each of SAB's ``P`` channel
             groups; SAB only (alignment loss).
+        feat_mask: ``(B, D)`` 1 on the channels of ``feat`` that saw a visible part, 0 on
+            those of dropped parts; SAB with ``sab_invisible="drop"`` only (feature
+            distillation compares the student with the teacher on the kept channels).
     """
 
     feat: torch.Tensor
@@ -39,6 +42,7 @@ class BranchOutput:
     logits: torch.Tensor
     activation: torch.Tensor | None = None
     part_activations: torch.Tensor | None = None
+    feat_mask: torch.Tensor | None = None
 
     def float(self) -> BranchOutput:
         """A copy with every tensor in float32 (no copy of tensors already in float32)."""

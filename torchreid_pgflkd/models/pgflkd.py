@@ -62,6 +62,11 @@ class PGFLKD(nn.Module):
         branch_init: ``"copy"`` (default): every branch's layer4 starts from the same
             (ImageNet) weights; ``"independent"``: FEB's and SAB's layer4 are freshly,
             randomly initialised (a control: mutual learning between unlike branches).
+        sab_invisible: what SAB does with a part that has no visible keypoint, one of
+            ``SAB_INVISIBLE``: ``"pool_all"`` (default) pools the whole map for it;
+            ``"drop"`` gives it a zero feature, masked out of feature distillation
+            (``BranchOutput.feat_mask``). An image with no pose at all is pooled whole in
+            both modes.
         loss: torchreid's ``build_model(..., loss=...)``, one of ``LOSSES``: ``"triplet"``
             trains the full objective; ``"softmax"`` drops its triplet terms (``PGFLKDEngine``
             reads it when it runs). The model itself is the same.
@@ -81,9 +86,14 @@ class PGFLKD(nn.Module):
         interaction: bool = True,
         last_stride: int = 1,
         branch_init: str = "copy",
+        sab_invisible: str = "pool_all",
         loss: str = "triplet",
     ) -> None:
         super().__init__()
+        if sab_invisible not in SAB_INVISIBLE:
+            raise ValueError(
+                f"sab_invisible must be one of {SAB_INVISIBLE}, got {sab_invisible!r}"
+            )
         if branch_init not in BRANCH_INITS:
             raise ValueError(f"branch_init must be one of {BRANCH_INITS}, got {branch_init!r}")
         if branch_init == "independent" and share_layer4:
@@ -101,6 +111,7 @@ class PGFLKD(nn.Module):
         self.num_parts = num_parts
         self.backbone_name = backbone
         self.loss = loss
+        self.sab_invisible = sab_invisible
         self.last_stride = last_stride
         self.share_layer4 = share_layer4
         self.interaction = interaction and (feb or sab)
@@ -183,13 +194,16 @@ class PGFLKD(nn.Module):
         pooled = {"mb": maps["mb"].mean(dim=(2, 3))}
         activation: dict[str, torch.Tensor] = {}
         part_activations: torch.Tensor | None = None
+        feat_mask: torch.Tensor | None = None
         if "feb" in maps:
             pooled["feb"] = weighted_avg_pool(maps["feb"], pose_maps[:, -1])
             # Channel-mean maps, (B, h, w), for the spatial distillation FEB -> MB.
             activation["mb"] = maps["mb"].mean(dim=1)
             activation["feb"] = maps["feb"].mean(dim=1)
         if "sab" in maps:
-            pooled["sab"], part_activations = self._sab_pool(maps["sab"], pose_maps[:, :-1])
+            pooled["sab"], part_activations, feat_mask = self._sab_pool(
+                maps["sab"], pose_maps[:, :-1]
+            )
 
         branches: dict[str, BranchOutput] = {}
         for name, feat in pooled.items():
@@ -200,6 +214,7 @@ class PGFLKD(nn.Module):
                 logits=logits,
                 activation=activation.get(name),
                 part_activations=part_activations if name == "sab" else None,
+                feat_mask=feat_mask if name == "sab" else None,
             )
         teacher_classifiers: dict[str, torch.Tensor] = {}
         if self.interaction:
@@ -210,13 +225,22 @@ class PGFLKD(nn.Module):
         return TrainOutput(branches=branches, teacher_classifiers=teacher_classifiers)
 
     def _sab_pool(
-        self, fmap: torch.Tensor, part_maps: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, D, h, w)``, ``(B, P, h, w)`` -> ``(B, D)`` pooled, ``(B, P, h, w)`` group maps."""
+        self, fmap: torch.Tensor, part_maps: torch.Tensor, eps: float = 1e-6
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(B, D, h, w)``, ``(B, P, h, w)`` -> ``(B, D)`` pooled, ``(B, P, h, w)`` group maps
+        and, with ``sab_invisible="drop"``, the ``(B, D)`` mask of the channels that saw a
+        visible part (``None`` otherwise)."""
         groups = torch.tensor_split(fmap, self.num_parts, dim=1)  # P x (B, D/P, h, w)
         feats = [weighted_avg_pool(g, part_maps[:, p]) for p, g in enumerate(groups)]
         activations = torch.stack([g.mean(dim=1) for g in groups], dim=1)
-        return torch.cat(feats, dim=1), activations
+        if self.sab_invisible == "pool_all":
+            return torch.cat(feats, dim=1), activations, None
+        visible = part_maps.flatten(2).sum(dim=2) > eps  # (B, P)
+        # An image with no pose at all keeps every part, pooled whole (nothing to drop).
+        keep = visible | ~visible.any(dim=1, keepdim=True)
+        masks = [keep[:, p : p + 1].expand(-1, g.shape[1]) for p, g in enumerate(groups)]
+        mask = torch.cat(masks, dim=1).to(fmap.dtype)  # (B, D)
+        return torch.cat(feats, dim=1) * mask, activations, mask
 
 
 # The public builder: ``PGFLKD``'s constructor is already keyword-only and typed, so the
