@@ -53,7 +53,9 @@ def test_independent_branches_start_from_different_weights() -> None:
         build_pgflkd(num_classes=4, backbone="resnet_mini", branch_init="random")
 
 
-@pytest.mark.parametrize("variant", ["stripes", "shuffled_pose", "mutual_no_pose", "pgflkd+occ"])
+@pytest.mark.parametrize(
+    "variant", ["stripes", "shuffled_pose", "mutual_no_pose", "pgflkd+occ", "sab_drop_invisible"]
+)
 def test_control_variants_train(tiny_opts: list[str], variant: str) -> None:
     cfg = build.prepare_synthetic(load_config(CONFIG, [*tiny_opts, *VARIANTS[variant]]),
                                   progress=False)  # fmt: skip

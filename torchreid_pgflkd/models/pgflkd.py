@@ -91,9 +91,7 @@ class PGFLKD(nn.Module):
     ) -> None:
         super().__init__()
         if sab_invisible not in SAB_INVISIBLE:
-            raise ValueError(
-                f"sab_invisible must be one of {SAB_INVISIBLE}, got {sab_invisible!r}"
-            )
+            raise ValueError(f"sab_invisible must be one of {SAB_INVISIBLE}, got {sab_invisible!r}")
         if branch_init not in BRANCH_INITS:
             raise ValueError(f"branch_init must be one of {BRANCH_INITS}, got {branch_init!r}")
         if branch_init == "independent" and share_layer4:
