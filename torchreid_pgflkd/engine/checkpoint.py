@@ -384,7 +384,9 @@ def load_pretrained_weights(model: nn.Module, path: str | os.PathLike) -> Pretra
             f"no weight of {path} fits model {type(net).__name__}: file keys start "
             f"[{_listed(list(weights)[:5])}], model keys start [{_listed(list(own)[:5])}]"
         )
-    net.load_state_dict({**own, **{k: weights[k] for k in loaded}})
+    # Only the tensors that fit, strict=False: a merge into ``own`` is what the models' load
+    # guard refuses (``models.load_guard``), since it is how a wrong checkpoint loads quietly.
+    net.load_state_dict({k: weights[k] for k in loaded}, strict=False)
     logger.info("loaded %d/%d pretrained tensors from %s", len(loaded), len(own), path)
     for what, keys in (("shape differs", mismatched), ("not in the file", missing)):
         if keys:

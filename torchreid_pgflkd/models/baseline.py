@@ -14,11 +14,17 @@ import torch
 from torch import nn
 
 from torchreid_pgflkd.models.backbone import build_resnet
+from torchreid_pgflkd.models.load_guard import LoadGuard
 
 LOSSES: tuple[str, ...] = ("softmax", "triplet")
 
 
-class BNNeckReID(nn.Module):
+class BNNeckReID(LoadGuard, nn.Module):
+    load_guard_fix = (
+        "Build the model the checkpoint holds: torchreid_pgflkd.load_model(path) reads the "
+        "architecture from the checkpoint, or build_model('bnneck_<its backbone>', ...)."
+    )
+
     def __init__(
         self,
         *,

@@ -24,6 +24,7 @@ from torch import nn
 
 from torchreid_pgflkd.models.backbone import build_backbone
 from torchreid_pgflkd.models.heads import BNNeck, weighted_avg_pool
+from torchreid_pgflkd.models.load_guard import LoadGuard
 from torchreid_pgflkd.models.outputs import BranchOutput, TrainOutput
 from torchreid_pgflkd.pose.contract import DEFAULT_PARTS, check_pose_maps
 
@@ -46,7 +47,7 @@ NEEDS_POSE_HINT = (
 )
 
 
-class PGFLKD(nn.Module):
+class PGFLKD(LoadGuard, nn.Module):
     """PGFL-KD for person re-identification; see the module docstring for the data flow.
 
     Args:
