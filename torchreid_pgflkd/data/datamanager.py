@@ -15,6 +15,7 @@ from typing import Any
 from torch.utils.data import Sampler
 
 from torchreid_pgflkd import compat
+from torchreid_pgflkd.data.image_cache import check_cache_size, count_images
 from torchreid_pgflkd.data.loaders import (
     SamplerFactory,
     build_test_loader,
@@ -147,6 +148,18 @@ class PoseDataManager:
             for n, ds in self._test_sets.items():
                 splits.update({f"{n}/query": ds.query, f"{n}/gallery": ds.gallery})
             check_images(splits, skip_bad=skip_bad_images)
+        if self.cache_images:  # train and test caches together, before decoding any image
+            check_cache_size(
+                count_images(
+                    [[s for ds in train_sets for s in ds.train]]
+                    + [ds.query for ds in self._test_sets.values()]
+                    + [ds.gallery for ds in self._test_sets.values()]
+                ),
+                height=self.height,
+                width=self.width,
+                max_gb=self.cache_max_gb,
+                what="train and test images",
+            )
         self.transform_tr, self.transform_te = build_pose_transforms(
             height=height,
             width=width,
@@ -171,6 +184,8 @@ class PoseDataManager:
             sampler=sampler,
             pin_memory=pin_memory,
             persistent_workers=persistent_workers,
+            cache_images=self.cache_images,
+            cache_max_gb=self.cache_max_gb,
         )
         self.train_sampler = self.train_loader.sampler
         self.train_set = self.train_loader.dataset
@@ -192,6 +207,8 @@ class PoseDataManager:
                     num_workers=num_workers,
                     pin_memory=pin_memory,
                     image_hook=dataset_image_hook(ds, split),
+                    cache_images=self.cache_images,
+                    cache_max_gb=self.cache_max_gb,
                 )
                 for split, samples in self.test_dataset[name].items()
             }

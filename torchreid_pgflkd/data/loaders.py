@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from torchreid_pgflkd import compat
+from torchreid_pgflkd.data.image_cache import (
+    AfterResize,
+    ImageCache,
+    build_image_cache,
+    split_resize,
+)
 from torchreid_pgflkd.pose.contract import POSE_MAPS_KEY
 from torchreid_pgflkd.pose.keypoints import empty_pose, sanitize_keypoints
 from torchreid_pgflkd.pose.maps import PoseMapper
@@ -48,6 +55,9 @@ class PoseSampleSet(Dataset):
             transform); None for none.
         batch_maps: leave the pose maps to the loader's :class:`PoseCollate`, which draws a
             whole batch at once (9x cheaper per image than one at a time; the same maps).
+        cache: the images already decoded and resized (:func:`build_image_cache`, with
+            ``transform``'s first step, a ``Resize``, and any image hook applied); the
+            transform then starts after its resize. The same items as without a cache.
     """
 
     def __init__(
@@ -59,8 +69,20 @@ class PoseSampleSet(Dataset):
         mapper: PoseMapper | None = None,
         image_hook: ImageHook | None = None,
         batch_maps: bool = False,
+        cache: ImageCache | None = None,
     ) -> None:
         self.samples = list(samples)
+        self.cache = cache
+        self.after_resize = None if cache is None else AfterResize(transform)
+        if self.after_resize is not None:
+            if image_hook is not None:
+                raise ValueError("with a cache, give the image hook to build_image_cache")
+            resize = self.after_resize.resize
+            if cache.image_hw != (resize.height, resize.width):
+                raise ValueError(
+                    f"the cache holds {cache.image_hw} images; the transform resizes to "
+                    f"{(resize.height, resize.width)}"
+                )
         self.batch_maps = batch_maps
         self.image_hook = image_hook
         self.transform = transform
@@ -74,19 +96,25 @@ class PoseSampleSet(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         img_path, pid, camid, dsetid = self.samples[index]
-        try:
-            image = Image.open(img_path).convert("RGB")
-        except OSError as exc:
-            raise OSError(f"cannot read image {img_path}: {exc}") from exc
-        if self.image_hook is not None:
-            image = self.image_hook(image, img_path)
+        if self.cache is None:
+            try:
+                image = Image.open(img_path).convert("RGB")
+            except OSError as exc:
+                raise OSError(f"cannot read image {img_path}: {exc}") from exc
+            if self.image_hook is not None:
+                image = self.image_hook(image, img_path)
+            hw = image.size[::-1]
+            transform = self.transform
+        else:  # resized already: the keypoints are scaled from the original size `hw`
+            image, hw = self.cache[img_path]
+            transform = partial(self.after_resize, source_hw=hw)
         item: dict[str, Any] = {"pid": pid, "camid": camid, "impath": img_path, "dsetid": dsetid}
         if self.mapper is None:
-            item["img"], _ = self.transform(image, empty_pose())
+            item["img"], _ = transform(image, empty_pose())
             return item
         lookup = self.keypoints[dsetid if dsetid < len(self.keypoints) else 0]
-        kp = sanitize_keypoints(lookup(img_path), source=img_path, image_hw=image.size[::-1])
-        img, kp = self.transform(image, kp)
+        kp = sanitize_keypoints(lookup(img_path), source=img_path, image_hw=hw)
+        img, kp = transform(image, kp)
         item["img"], item["keypoints"] = img, torch.from_numpy(np.ascontiguousarray(kp))
         if not self.batch_maps:
             item[POSE_MAPS_KEY] = self.mapper(kp, image_hw=tuple(img.shape[-2:]))
@@ -168,6 +196,8 @@ def build_train_loader(
     sampler: Sampler | SamplerFactory | None = None,
     pin_memory: bool = False,
     persistent_workers: bool = False,
+    cache_images: bool = False,
+    cache_max_gb: float = 8.0,
 ) -> DataLoader:
     """P x K train loader over one or more source datasets (pids offset).
 
@@ -181,14 +211,29 @@ def build_train_loader(
     ``sampler(data_source=samples, batch_size=..., num_instances=...)`` (e.g. a rank-sharded
     identity sampler); default torchreid's ``RandomIdentitySampler``. ``shuffle_pose`` gives
     each image of a batch another image's pose maps (:func:`shuffle_pose`, a control).
+    ``cache_images`` decodes and resizes every train image once, here, into shared memory
+    (:func:`build_image_cache`, at most ``cache_max_gb``); the batches stay the same.
     """
     samples, lookups = combine_train_sets(datasets)
     if sampler is None:
         sampler = compat.random_identity_sampler()(samples, batch_size, num_instances)
     elif not isinstance(sampler, Sampler):
         sampler = sampler(data_source=samples, batch_size=batch_size, num_instances=num_instances)
+    cache = None
+    if cache_images:
+        cache = build_image_cache(
+            [s[0] for s in samples],
+            resize=split_resize(transform)[0],
+            max_gb=cache_max_gb,
+            what="train images",
+        )
     dataset = PoseSampleSet(
-        samples, transform=transform, keypoints=lookups, mapper=mapper, batch_maps=True
+        samples,
+        transform=transform,
+        keypoints=lookups,
+        mapper=mapper,
+        batch_maps=True,
+        cache=cache,
     )
     return DataLoader(
         dataset,
@@ -210,11 +255,25 @@ def build_test_loader(
     num_workers: int = 2,
     pin_memory: bool = False,
     image_hook: ImageHook | None = None,
+    cache_images: bool = False,
+    cache_max_gb: float = 8.0,
 ) -> DataLoader:
     """Query or gallery loader: images only, in order (``image_hook`` applied before the
-    transform, see :func:`dataset_image_hook`)."""
+    transform, see :func:`dataset_image_hook`). ``cache_images``: as in
+    :func:`build_train_loader`, with the hook applied once while caching."""
+    if cache_images:
+        cache = build_image_cache(
+            [s[0] for s in samples],
+            resize=split_resize(transform)[0],
+            image_hook=image_hook,
+            max_gb=cache_max_gb,
+            what="test images",
+        )
+        dataset = PoseSampleSet(samples, transform=transform, cache=cache)
+    else:
+        dataset = PoseSampleSet(samples, transform=transform, image_hook=image_hook)
     return DataLoader(
-        PoseSampleSet(samples, transform=transform, image_hook=image_hook),
+        dataset,
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,

@@ -68,13 +68,23 @@ class Resize:
         self.height, self.width = int(height), int(width)
 
     def __call__(self, image: Image.Image, keypoints: np.ndarray) -> Sample:
-        h, w = _image_hw(image)
-        if (h, w) != (self.height, self.width):
+        hw = _image_hw(image)
+        if hw != (self.height, self.width):
             image = image.resize((self.width, self.height), Image.BILINEAR)
+        return image, self.scale_keypoints(keypoints, hw)
+
+    def scale_keypoints(self, keypoints: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        """``(17, 3)`` keypoints of an image of ``image_hw`` -> keypoints of the resized image.
+
+        Also used alone by the image cache (``data/image_cache.py``), whose pixels are already
+        resized: one function, so cached and uncached keypoints are the same floats.
+        """
+        h, w = image_hw
+        if (h, w) != (self.height, self.width):
             keypoints = keypoints.copy()
             keypoints[:, 0] *= self.width / w
             keypoints[:, 1] *= self.height / h
-        return image, keypoints
+        return keypoints
 
 
 def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
