@@ -71,6 +71,12 @@ def summarise(runs: dict[str, dict[int, dict]], reference: str = "baseline") -> 
                     for m in METRICS
                 }  # fmt: skip
                 entry["paired_seeds"] = paired
+            by_kind = [r["targets"][target].get("by_occluder") for r in by_seed.values()]
+            if all(by_kind):  # the embedded benchmark: figures per occluder kind
+                entry["by_occluder"] = {
+                    kind: {m: _stats([100 * b[kind][m] for b in by_kind]) for m in METRICS}
+                    for kind in sorted(set.intersection(*(set(b) for b in by_kind)))
+                }  # fmt: skip
             targets[target] = entry
         seconds = [r["train_and_eval_seconds"] for r in by_seed.values()]
         summary[variant] = {

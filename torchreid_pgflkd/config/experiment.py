@@ -146,6 +146,7 @@ def _metrics(res: dict[str, Any]) -> dict[str, Any]:
         "mINP": res["mINP"],
         "cmc": res["cmc"],
         "num_queries": res.get("num_valid_queries"),
+        **({"by_occluder": res["by_occluder"]} if "by_occluder" in res else {}),
     }
 
 

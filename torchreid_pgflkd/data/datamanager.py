@@ -22,6 +22,12 @@ from torchreid_pgflkd.data.loaders import (
     build_train_loader,
     dataset_image_hook,
 )
+from torchreid_pgflkd.data.pose_coverage import (
+    KEYPOINT_POSE_SOURCES,
+    check_training_pose,
+    dataset_coverage,
+    log_coverage,
+)
 from torchreid_pgflkd.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pose_transforms
 from torchreid_pgflkd.data.verify import verify_images as check_images
 from torchreid_pgflkd.pose.contract import VISIBILITY_THRESHOLD, PoseGeometry
@@ -71,6 +77,10 @@ class PoseDataManager:
         skip_bad_images: drop unreadable images instead (counted and logged).
         allow_missing_pose: train on a source that has no keypoints at all (its pose maps
             empty) instead of refusing it; only matters when the pose is used.
+        uses_pose: whether the model trained on these batches reads the pose maps (FEB or
+            SAB); with False (or ``pose_source`` ``stripes`` / ``none``) a source without
+            keypoints is never refused. Either way the share of images without pose is
+            logged per split and kept in ``pose_coverage`` (``data.pose_coverage``).
         cache_images: decode and resize every image once and keep it in memory (shared by
             the loader workers); batches are identical to the uncached loader's.
         cache_max_gb: refuse a cache larger than this many GB of decoded pixels.
@@ -109,6 +119,7 @@ class PoseDataManager:
         verify_images: bool = True,
         skip_bad_images: bool = False,
         allow_missing_pose: bool = False,
+        uses_pose: bool = True,
         cache_images: bool = False,
         cache_max_gb: float = 8.0,
     ) -> None:
@@ -143,6 +154,12 @@ class PoseDataManager:
         self._test_sets: dict[str, Any] = {
             n: build_dataset(n, root=root, mode="query", **kwargs.get(n, {})) for n in self.targets
         }
+        self.pose_coverage = dataset_coverage(
+            dict(zip(self.sources, train_sets)), self._test_sets, threshold=visibility_threshold
+        )
+        log_coverage(self.pose_coverage)
+        if uses_pose and pose_source in KEYPOINT_POSE_SOURCES:  # before the slow image check
+            check_training_pose(self.pose_coverage, allow_missing_pose=self.allow_missing_pose)
         if verify_images:
             splits = {f"{n}/train": ds.train for n, ds in zip(self.sources, train_sets)}
             for n, ds in self._test_sets.items():
@@ -228,6 +245,12 @@ class PoseDataManager:
     @property
     def num_train_cams(self) -> int:
         return self._num_train_cams
+
+    def query_groups(self, name: str) -> dict[str, str] | None:
+        """Query file name -> group (the embedded benchmark's occluder kind) for test set
+        ``name``; ``None`` when the dataset has no such groups."""
+        groups = getattr(self._test_sets.get(name), "query_groups", None)
+        return groups() if callable(groups) else None
 
     def fetch_test_loaders(self, name: str) -> tuple[list, list]:
         """Query and gallery sample lists ``(img_path, pid, camid, dsetid)`` of a target."""

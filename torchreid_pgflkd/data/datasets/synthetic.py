@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 from torchreid_pgflkd.data.datasets.market import MarketLayoutDataset
@@ -30,3 +31,15 @@ class SyntheticOccluded(MarketLayoutDataset):
                 )
             dataset_dir = found[0]
         super().__init__(root, dataset_dir=dataset_dir, **kwargs)
+
+    def query_groups(self) -> dict[str, str]:
+        """Query file name -> the kind of occluder over it (``below`` | ``side`` | ``person``,
+        ``none`` for an unoccluded query), from the benchmark's ``meta.json``."""
+        from torchreid_pgflkd.data.synthetic.generate import META_FILE
+
+        path = self.dataset_dir / META_FILE
+        try:
+            entries = json.loads(path.read_text())["images"]["query"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: cannot read the query occluders ({e})") from e
+        return {e["file"]: e.get("occluder_group") or "none" for e in entries}
