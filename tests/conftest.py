@@ -53,3 +53,47 @@ def _package_log_level():
     level = package.level
     yield
     package.setLevel(level)
+
+
+@pytest.fixture
+def tiny_market(tmp_path: Path):
+    """A factory for a tiny Market-1501 copy (4 train ids x 4 images, 2 query and 4 gallery
+    images, 64x32) under a fresh data root, which it returns: ``make(with_keypoints=n)`` writes
+    KPR keypoint files (``external_annotation/...``) for the first ``n`` images of every split,
+    ``None`` writes no keypoints folder; ``invisible=k`` makes the first ``k`` of those files
+    hold no visible joint."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from torchreid_pgflkd.data.keypoint_source import KPR_SUBDIR
+
+    pose = np.zeros((17, 3))
+    pose[:, 0], pose[:, 1], pose[:, 2] = 16, np.linspace(4, 60, 17), 0.9
+    splits = {
+        "bounding_box_train": [(pid, cam) for pid in (1, 2, 3, 4) for cam in (1, 1, 2, 2)],
+        "query": [(5, 1), (6, 1)],
+        "bounding_box_test": [(5, 2), (5, 2), (6, 2), (6, 2)],
+    }
+
+    def make(*, with_keypoints: int | None = None, invisible: int = 0) -> Path:
+        root = tmp_path / f"market_{with_keypoints}_{invisible}"
+        data = root / "market1501"
+        rng = np.random.default_rng(0)
+        for folder, rows in splits.items():
+            (data / folder).mkdir(parents=True)
+            for i, (pid, cam) in enumerate(rows):
+                name = f"{pid:04d}_c{cam}s1_{i:06d}_00.jpg"
+                pixels = rng.integers(0, 255, (64, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(data / folder / name)
+                if with_keypoints is None or i >= with_keypoints:
+                    continue
+                kp_dir = data / KPR_SUBDIR / folder
+                kp_dir.mkdir(parents=True, exist_ok=True)
+                kp = pose * [1, 1, 0] if i < invisible else pose
+                people = [{"keypoints": kp.tolist(), "is_target": True}]
+                (kp_dir / f"{name}_keypoints.json").write_text(json.dumps(people))
+        return root
+
+    return make

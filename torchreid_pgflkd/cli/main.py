@@ -103,10 +103,11 @@ def _ends_list(arg: str) -> bool:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message tells the user what to fix: shown as one line."""
     from torchreid_pgflkd.engine.checkpoint import CheckpointError
+    from torchreid_pgflkd.engine.run_folder import RunFolderBusyError
     from torchreid_pgflkd.models.export import ExportMismatchError
 
     errors: list[type[BaseException]] = [
-        ValueError,  # bad values; KeypointFormatError and config errors included
+        ValueError,  # bad values; KeypointFormatError, MissingPoseError, config errors
         FileNotFoundError,
         FileExistsError,
         NotADirectoryError,
@@ -114,6 +115,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ImportError,  # a missing optional dependency, named with its pip extra
         CheckpointError,
         ExportMismatchError,
+        RunFolderBusyError,  # another live run trains into train.save_dir
     ]
     try:
         from torchreid_pgflkd.models.backbone import PretrainedWeightsUnavailable

@@ -47,8 +47,13 @@ def prepare_synthetic(cfg: CN, *, progress: bool = True) -> CN:
 
 
 def build_datamanager(cfg: CN, dist_info: DistInfo | None = None, *, train: bool = True):
-    """A ``PoseDataManager`` whose train sampler is rank-sharded, seeded and resumable."""
+    """A ``PoseDataManager`` whose train sampler is rank-sharded, seeded and resumable.
+
+    Training refuses a source without any keypoints when the model uses the pose (FEB or SAB
+    with ``data.pose_source`` ``keypoints`` / ``shuffled``) unless ``data.allow_missing_pose``;
+    ``train=False`` (testing reads the train split only to count classes) never refuses."""
     from torchreid_pgflkd.data.datamanager import PoseDataManager
+    from torchreid_pgflkd.data.pose_coverage import pose_is_used
 
     dist_info = dist_info or DistInfo()
 
@@ -63,10 +68,12 @@ def build_datamanager(cfg: CN, dist_info: DistInfo | None = None, *, train: bool
         )
 
     kwargs = adapters.datamanager_kwargs(cfg)
+    d, m = cfg.data, cfg.model
     if not train:  # test only: the train split is still read to know the number of classes
         kwargs["num_workers"] = min(kwargs["num_workers"], 2)
     return PoseDataManager(
         sampler=sampler,
+        uses_pose=train and pose_is_used(d.pose_source, feb=m.feb, sab=m.sab),
         pin_memory=dist_info.device.type == "cuda",
         geometry=pose_geometry(cfg),
         **kwargs,
