@@ -14,6 +14,10 @@ dataset, resized to 256x128, P x K batches drawn by torchreid's ``RandomIdentity
                        lookup, no maps): isolates what the pose costs
   pgflkd_per_image_maps  the loader as it was before ``PoseCollate``: the same items, the pose
                        maps drawn per image in the dataset (for the before / after figures)
+  pgflkd_pose_cached   ``pgflkd_pose`` with ``data.cache_images``: every crop decoded and
+                       resized once into one shared uint8 tensor (built before timing, its
+                       build time reported), the transform starting after the resize; its
+                       batches are checked bit-identical to ``pgflkd_pose``'s
 
 With 0 workers every loader runs in this process (images/s of one core, read from process
 CPU time as well as wall time: a descheduled process accrues no CPU time, so it is the
@@ -22,7 +26,7 @@ round, the first batch (worker start-up) untimed. A short per-stage profile (CPU
 of decode, keypoints, each transform, pose maps, collate) says where the time goes, for ours
 and for torchreid's pipeline. Writes ``benchmarks/results/data_loading.json``.
 
-    python benchmarks/data_loading.py                       # under a minute on 2 busy cores
+    OMP_NUM_THREADS=1 python benchmarks/data_loading.py     # about 2 minutes on 2 busy cores
     python benchmarks/data_loading.py --rounds 2 --workers 0 --output /tmp/dl.json   # quick
 """
 
@@ -46,6 +50,7 @@ from torch.utils.data import DataLoader, default_collate
 import torchreid_pgflkd  # noqa: F401  (registers cuhk03_pair1 with torchreid)
 from torchreid_pgflkd import compat
 from torchreid_pgflkd.data.datamanager import PoseDataManager
+from torchreid_pgflkd.data.image_cache import AfterResize, build_image_cache
 from torchreid_pgflkd.data.loaders import PoseSampleSet
 from torchreid_pgflkd.pose.contract import POSE_MAPS_KEY
 from torchreid_pgflkd.pose.keypoints import sanitize_keypoints
@@ -57,7 +62,7 @@ TORCHREID_TRANSFORMS = ["random_flip", "random_crop", "random_erase"]
 
 
 def build_loaders(root: str, height: int, width: int, batch_size: int) -> dict[str, Any]:
-    """name -> (dataset, sampler, collate_fn) of the four loaders, over the same samples."""
+    """name -> (dataset, sampler, collate_fn) of the five loaders, over the same samples."""
     tr_data = compat.submodule("data")
     with contextlib.redirect_stdout(io.StringIO()):  # torchreid prints its whole setup
         tdm = tr_data.ImageDataManager(
@@ -88,6 +93,28 @@ def build_loaders(root: str, height: int, width: int, batch_size: int) -> dict[s
     theirs = tdm.train_loader.dataset
     if [s[:3] for s in theirs.train] != [s[:3] for s in ours.samples]:
         raise RuntimeError("torchreid's and our train lists differ: the comparison is void")
+    # What build_train_loader(cache_images=True) does, timed here: the cache before the loader.
+    start = time.perf_counter()
+    cache = build_image_cache(
+        [s[0] for s in ours.samples],
+        resize=AfterResize(dm.transform_tr).resize,
+        what="train images",
+        progress=False,
+    )
+    cache_info = {
+        "build_s": time.perf_counter() - start,
+        "images": len(cache),
+        "gb": cache.nbytes / 1e9,
+        "shared_memory": cache.pixels.is_shared(),
+    }
+    cached = PoseSampleSet(
+        ours.samples,
+        transform=dm.transform_tr,
+        keypoints=ours.keypoints,
+        mapper=dm.mapper,
+        batch_maps=True,
+        cache=cache,
+    )
     return {
         ANCHOR: (theirs, tdm.train_loader.sampler, None),
         "pgflkd_pose": (ours, dm.train_loader.sampler, dm.train_loader.collate_fn),
@@ -99,6 +126,12 @@ def build_loaders(root: str, height: int, width: int, batch_size: int) -> dict[s
             sampler(ours.samples, batch_size, 4),
             None,
         ),
+        "pgflkd_pose_cached": (
+            cached,
+            sampler(ours.samples, batch_size, 4),
+            dm.train_loader.collate_fn,
+        ),
+        "_cache": cache_info,
         "_dm": dm,
         "_tdm": tdm,
     }
@@ -181,6 +214,9 @@ def summarise(times: dict[str, dict[str, list[float]]], workers: int) -> dict[st
             # cost ratio: seconds per image of `name` / of `ref` (same images per round)
             res[name][f"cost_ratio_vs_{ref}"] = sum(t[key]) / sum(times[ref][key])
             res[name][f"cost_ratio_vs_{ref}_round_median"] = statistics.median(per_round)
+        if name != ANCHOR:  # throughput ratios (> 1: faster), from CPU and from wall time
+            res[name][f"speed_vs_{ANCHOR}"] = sum(times[ANCHOR][key]) / sum(t[key])
+            res[name][f"speed_vs_{ANCHOR}_wall"] = sum(times[ANCHOR]["wall"]) / sum(t["wall"])
     res["_ratio_from"] = "process CPU time" if not workers else "wall time"
     return res
 
@@ -196,10 +232,38 @@ def profile_stages(specs: dict[str, tuple], images: int, passes: int, batch: int
     """CPU ms per image of each stage of our pose pipeline and of torchreid's, interleaved."""
     ours, _, _ = specs["pgflkd_pose"]
     theirs, _, _ = specs[ANCHOR]
+    cached, _, _ = specs["pgflkd_pose_cached"]
     step = max(1, len(ours.samples) // images)
     index = list(range(0, len(ours.samples), step))[:images]
-    runs: dict[str, list[dict[str, float]]] = {"pgflkd_pose": [], ANCHOR: []}
+    runs: dict[str, list[dict[str, float]]] = {
+        "pgflkd_pose": [],
+        ANCHOR: [],
+        "pgflkd_pose_cached": [],
+    }
     for _ in range(passes):
+        t = {}
+        items = []
+        for i in index:
+            path, pid, cam, dsetid = cached.samples[i]
+            img, hw = _timed(t, "cache_read", cached.cache.__getitem__, path)
+            raw = _timed(t, "keypoint_lookup", cached.keypoints[dsetid], path)
+            kp = _timed(t, "keypoint_check", sanitize_keypoints, raw, source=path, image_hw=hw)
+            kp = np.array(kp, dtype=np.float32, copy=True)
+            kp = _timed(t, "Resize_keypoints", cached.after_resize.resize.scale_keypoints, kp, hw)
+            for tr in cached.after_resize.rest.transforms:
+                img, kp = _timed(t, type(tr).__name__, tr, img, kp)
+            items.append(
+                {"img": img, "pid": pid, "camid": cam, "impath": path, "dsetid": dsetid,
+                 "keypoints": torch.from_numpy(kp)}
+            )  # fmt: skip
+        for b in range(0, len(items) - batch + 1, batch):
+            _timed(t, "collate", default_collate, items[b : b + batch])
+            kps = torch.stack([it["keypoints"] for it in items[b : b + batch]])
+            _timed(t, "pose_maps_per_batch", cached.mapper, kps, image_hw=tuple(img.shape[-2:]))
+        for k in ("collate", "pose_maps_per_batch"):
+            t[k] *= len(items) / max(1, len(items) // batch * batch)
+        runs["pgflkd_pose_cached"].append({k: 1e3 * v / len(items) for k, v in t.items()})
+
         t: dict[str, float] = {}
         items = []
         for i in index:
@@ -248,6 +312,24 @@ def profile_stages(specs: dict[str, tuple], images: int, passes: int, batch: int
     return out
 
 
+def check_cached(specs: dict[str, tuple], batch: int, seed: int, batches: int = 4) -> dict:
+    """Cached batches equal uncached ones (same seeds, same indices): the largest differences."""
+    out = {"batches": batches, "images": batches * batch}
+    for b in range(batches):
+        index = list(range(b * 97, b * 97 + batch * 13, 13))  # spread over people and sizes
+        got = {}
+        for name in ("pgflkd_pose", "pgflkd_pose_cached"):
+            dataset, _, collate = specs[name]
+            torch.manual_seed(seed + b)
+            got[name] = collate([dataset[i] for i in index])
+        a, c = got["pgflkd_pose"], got["pgflkd_pose_cached"]
+        for key in ("img", "keypoints", POSE_MAPS_KEY):
+            diff = float((a[key] - c[key]).abs().max())
+            out[f"max_abs_diff_{key}"] = max(out.get(f"max_abs_diff_{key}", 0.0), diff)
+    out["bit_identical"] = all(v == 0 for k, v in out.items() if k.startswith("max_abs_diff"))
+    return out
+
+
 def check_prototype(specs: dict[str, tuple], batch: int, seed: int) -> dict[str, float]:
     """Maps drawn per batch (ours) equal maps drawn per image (before) for the same RNG."""
     ours, _, collate = specs["pgflkd_pose"]
@@ -285,6 +367,8 @@ def main() -> None:
     height, width = 256, 128
     specs = build_loaders(root, height, width, args.batch_size)
     dm, tdm = specs.pop("_dm"), specs.pop("_tdm")
+    cache_info = specs.pop("_cache")
+    logger.info("image cache: %s", cache_info)
     logger.info("%d train crops, %d ids", len(dm.train_set), dm.num_train_pids)
 
     report: dict[str, Any] = {
@@ -308,10 +392,15 @@ def main() -> None:
         "load_average_at_start": list(os.getloadavg()),
     }
     logger.info("per batch = per image: %s", report["per_batch_equals_per_image"])
+    report["image_cache"] = cache_info
+    report["cached_equals_uncached"] = check_cached(specs, args.batch_size, args.seed)
+    logger.info("cached = uncached: %s", report["cached_equals_uncached"])
+    if not report["cached_equals_uncached"]["bit_identical"]:
+        raise RuntimeError(f"cached batches differ: {report['cached_equals_uncached']}")
     report["stages"] = profile_stages(
         specs, args.profile_images, args.profile_passes, args.batch_size
     )
-    for name in ("pgflkd_pose", ANCHOR):
+    for name in ("pgflkd_pose", "pgflkd_pose_cached", ANCHOR):
         logger.info("stages %s: %s", name, report["stages"][name])
     report["loaders"] = {}
     for workers in (int(w) for w in args.workers.split(",")):
@@ -333,6 +422,27 @@ def main() -> None:
                 res[name].get(f"cost_ratio_vs_{ANCHOR}", 1.0),
             )
     report["load_average_at_end"] = list(os.getloadavg())
+    report["cache_summary"] = {
+        key: {
+            "images_per_s_per_worker": {
+                name: res[name]["images_per_s_per_worker"]
+                for name in (ANCHOR, "pgflkd_pose", "pgflkd_pose_cached")
+            },
+            "speed_vs_torchreid": {
+                name: res[name][f"speed_vs_{ANCHOR}"]
+                for name in ("pgflkd_pose", "pgflkd_pose_cached")
+            },
+            "speed_vs_torchreid_wall": {
+                name: res[name][f"speed_vs_{ANCHOR}_wall"]
+                for name in ("pgflkd_pose", "pgflkd_pose_cached")
+            },
+            "cached_vs_uncached": res["pgflkd_pose"]["cost_ratio_vs_torchreid"]
+            / res["pgflkd_pose_cached"]["cost_ratio_vs_torchreid"],
+            "ratio_from": res["_ratio_from"],
+        }
+        for key, res in report["loaders"].items()
+    }
+    logger.info("cache summary: %s", report["cache_summary"])
     zero = report["loaders"].get("workers_0")
     if zero:
         report["pose_overhead"] = {
@@ -364,7 +474,11 @@ def main() -> None:
         "slower); with 0 workers from process CPU time, with workers from wall time. overhead "
         "= cost ratio - 1. Both pipelines resize first (resize_is_first). torchreid's pad/crop "
         "is its Random2DTranslation (p=0.5: resize to 1.125x, random crop), ours a 10-pixel "
-        "zero pad + random crop; both flip with p=0.5 and erase with p=0.5."
+        "zero pad + random crop; both flip with p=0.5 and erase with p=0.5. speed_vs_torchreid "
+        "= 1 / cost_ratio_vs_torchreid (> 1: faster); speed_vs_torchreid_wall from wall time "
+        "whatever the workers. pgflkd_pose_cached reads its crops from the image cache "
+        "(data.cache_images), built once before timing (image_cache.build_s, not in the "
+        "images/s); its batches equal pgflkd_pose's (cached_equals_uncached)."
     )
     _suite.write_report(report, args.output)
 
