@@ -70,6 +70,7 @@ def test_two_sources_offset_pids_and_custom_sampler(shared_data: Path) -> None:
         batch_size_train=8,
         num_workers=0,
         sampler=factory,
+        allow_missing_pose=True,  # no keypoints given: the empty poses checked below
     )
     assert dm.num_train_pids == 32 and seen["n"] == 64
     samples = dm.train_set.samples
@@ -85,6 +86,7 @@ def test_worker_processes(shared_data: Path) -> None:
         batch_size_train=8,
         num_instances=2,
         num_workers=2,
+        allow_missing_pose=True,  # no keypoints given; the workers are tested
     )
     batch = next(iter(dm.train_loader))
     assert batch["img"].shape == (8, 3, 256, 128)
