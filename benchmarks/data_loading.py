@@ -62,7 +62,7 @@ TORCHREID_TRANSFORMS = ["random_flip", "random_crop", "random_erase"]
 
 
 def build_loaders(root: str, height: int, width: int, batch_size: int) -> dict[str, Any]:
-    """name -> (dataset, sampler, collate_fn) of the five loaders, over the same samples."""
+    """name -> (dataset, sampler, collate_fn) of the four loaders, over the same samples."""
     tr_data = compat.submodule("data")
     with contextlib.redirect_stdout(io.StringIO()):  # torchreid prints its whole setup
         tdm = tr_data.ImageDataManager(
@@ -93,28 +93,6 @@ def build_loaders(root: str, height: int, width: int, batch_size: int) -> dict[s
     theirs = tdm.train_loader.dataset
     if [s[:3] for s in theirs.train] != [s[:3] for s in ours.samples]:
         raise RuntimeError("torchreid's and our train lists differ: the comparison is void")
-    # What build_train_loader(cache_images=True) does, timed here: the cache before the loader.
-    start = time.perf_counter()
-    cache = build_image_cache(
-        [s[0] for s in ours.samples],
-        resize=AfterResize(dm.transform_tr).resize,
-        what="train images",
-        progress=False,
-    )
-    cache_info = {
-        "build_s": time.perf_counter() - start,
-        "images": len(cache),
-        "gb": cache.nbytes / 1e9,
-        "shared_memory": cache.pixels.is_shared(),
-    }
-    cached = PoseSampleSet(
-        ours.samples,
-        transform=dm.transform_tr,
-        keypoints=ours.keypoints,
-        mapper=dm.mapper,
-        batch_maps=True,
-        cache=cache,
-    )
     return {
         ANCHOR: (theirs, tdm.train_loader.sampler, None),
         "pgflkd_pose": (ours, dm.train_loader.sampler, dm.train_loader.collate_fn),
@@ -126,15 +104,40 @@ def build_loaders(root: str, height: int, width: int, batch_size: int) -> dict[s
             sampler(ours.samples, batch_size, 4),
             None,
         ),
-        "pgflkd_pose_cached": (
-            cached,
-            sampler(ours.samples, batch_size, 4),
-            dm.train_loader.collate_fn,
-        ),
-        "_cache": cache_info,
         "_dm": dm,
         "_tdm": tdm,
     }
+
+
+def add_cached_loader(specs: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    """Add ``pgflkd_pose_cached`` to ``specs``: ``pgflkd_pose`` reading its crops from the image
+    cache, built here as ``build_train_loader(cache_images=True)`` builds it. Returns the cache's
+    build time and size."""
+    ours, _, collate = specs["pgflkd_pose"]
+    start = time.perf_counter()
+    cache = build_image_cache(
+        [s[0] for s in ours.samples],
+        resize=AfterResize(ours.transform).resize,
+        what="train images",
+        progress=False,
+    )
+    info = {
+        "build_s": time.perf_counter() - start,
+        "images": len(cache),
+        "gb": cache.nbytes / 1e9,
+        "shared_memory": cache.pixels.is_shared(),
+    }
+    cached = PoseSampleSet(
+        ours.samples,
+        transform=ours.transform,
+        keypoints=ours.keypoints,
+        mapper=ours.mapper,
+        batch_maps=True,
+        cache=cache,
+    )
+    sampler = compat.random_identity_sampler()(ours.samples, batch_size, 4)
+    specs["pgflkd_pose_cached"] = (cached, sampler, collate)
+    return info
 
 
 def make_loader(spec: tuple, batch_size: int, workers: int) -> DataLoader:
@@ -367,7 +370,7 @@ def main() -> None:
     height, width = 256, 128
     specs = build_loaders(root, height, width, args.batch_size)
     dm, tdm = specs.pop("_dm"), specs.pop("_tdm")
-    cache_info = specs.pop("_cache")
+    cache_info = add_cached_loader(specs, args.batch_size)
     logger.info("image cache: %s", cache_info)
     logger.info("%d train crops, %d ids", len(dm.train_set), dm.num_train_pids)
 

@@ -167,9 +167,13 @@ class ToTensorNormalize:
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
     def __call__(self, image: Image.Image, keypoints: np.ndarray) -> Sample:
-        arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-        tensor = torch.from_numpy(arr).permute(2, 0, 1)
-        return (tensor - self.mean) / self.std, keypoints
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        # uint8 (H, W, 3) -> one contiguous float (3, H, W), then in place: the same float32
+        # operations as ``(asarray(float32) / 255 - mean) / std``, bit for bit, at half the cost
+        tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1)
+        tensor = tensor.to(torch.float32, memory_format=torch.contiguous_format)
+        return tensor.div_(255.0).sub_(self.mean).div_(self.std), keypoints
 
 
 class RandomErasing:
