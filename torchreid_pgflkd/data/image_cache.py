@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 GB = 1e9  # cache sizes are in decimal gigabytes, as data.cache_max_gb
 _SHM_DIR = "/dev/shm"
-# (image, img_path) -> image, applied before the resize (see loaders.ImageHook)
+# Applied to a test image before the transform, e.g. a fixed occlusion of validation queries.
 ImageHook = Callable[[Image.Image, str], Image.Image]
 
 

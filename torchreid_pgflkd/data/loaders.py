@@ -21,6 +21,7 @@ from torchreid_pgflkd import compat
 from torchreid_pgflkd.data.image_cache import (
     AfterResize,
     ImageCache,
+    ImageHook,
     build_image_cache,
     split_resize,
 )
@@ -33,8 +34,6 @@ logger = logging.getLogger(__name__)
 Sample = tuple[str, int, int, int]
 KeypointLookup = Callable[[str], np.ndarray]
 SamplerFactory = Callable[..., Sampler]
-# Applied to a test image before the transform, e.g. a fixed occlusion of validation queries.
-ImageHook = Callable[[Image.Image, str], Image.Image]
 
 
 class _EmptyLookup:
