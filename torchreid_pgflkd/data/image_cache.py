@@ -1,7 +1,7 @@
 """Decode and resize every image of a split once; keep the pixels in one shared uint8 tensor.
 
 Train and test pipelines both begin with ``Resize(height, width)``, their only deterministic
-step, and decoding a JPEG and resizing it are about 40% of the loader's CPU time per image on
+step, and decoding a JPEG and resizing it are about 45% of the loader's CPU time per image on
 CUHK03 crops. An :class:`ImageCache` holds the output of that first step for every image of a
 split as one ``(N, H, W, 3)`` uint8 tensor in shared memory, built in the main process before
 the loader's workers start: forked workers read it without a copy (spawned ones receive a
