@@ -71,6 +71,7 @@ def build_datamanager(cfg: CN, dist_info: DistInfo | None = None, *, train: bool
     d, m = cfg.data, cfg.model
     if not train:  # test only: the train split is still read to know the number of classes
         kwargs["num_workers"] = min(kwargs["num_workers"], 2)
+        kwargs["cache_images"] = False  # would decode the whole train split for nothing
     return PoseDataManager(
         sampler=sampler,
         uses_pose=train and pose_is_used(d.pose_source, feb=m.feb, sab=m.sab),
