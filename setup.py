@@ -38,7 +38,8 @@ setup(
     + TORCHREID_RUNTIME
     + ["numpy", "tabulate", "yacs", "faiss-cpu", "h5py", "tqdm", "PyYAML"],
     extras_require={
-        "dev": ["pytest", "ruff", "onnx", "onnxruntime"],
+        # setuptools: the offline install check in tests/test_plugin_install.py builds with it
+        "dev": ["pytest", "ruff", "onnx", "onnxruntime", "setuptools>=70.1"],
         "export": ["onnx", "onnxruntime"],
     },
     entry_points={"console_scripts": ["pgflkd = torchreid_pgflkd.cli.main:main"]},

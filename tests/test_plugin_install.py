@@ -7,6 +7,7 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -54,3 +55,22 @@ def test_readme_install_command_is_cis_and_uses_the_constraints() -> None:
     install = re.search(r"^INSTALL='(.*)'$", ci, re.M).group(1)
     assert install == 'pip install -e ".[dev]" -c constraints.txt'
     assert install in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+
+
+def test_installing_into_an_environment_with_torch_keeps_that_torch(tmp_path: Path) -> None:
+    """pip's own resolver, offline, against this environment's packages: installing the
+    plugin here (where a supported torch already is) installs the plugin and nothing else."""
+    import json
+    import subprocess
+    import sys
+
+    setuptools = pytest.importorskip("setuptools", reason="the offline build needs setuptools")
+    if Version(setuptools.__version__) < Version("70.1"):  # builds wheels without `wheel`
+        pytest.skip(f"setuptools {setuptools.__version__} here; the [dev] extra asks >= 70.1")
+    report = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index",
+           "--no-build-isolation", "--quiet", "--report", str(report), "-e", str(ROOT)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = [item["metadata"]["name"] for item in json.loads(report.read_text())["install"]]
+    assert names == ["torchreid-pgflkd"], names  # torch and torchvision stay as they are
