@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from weights_helpers import features, trained_like
 
 import torchreid_pgflkd
 from torchreid_pgflkd import compat
@@ -22,19 +23,11 @@ from torchreid_pgflkd.models.loading import (
 IMAGES = torch.randn(3, 3, 64, 32, generator=torch.Generator().manual_seed(0))
 
 
-def _trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Every tensor randomised, so branches differ and a wrong load shows in the features."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for t in model.state_dict().values():
-            if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.25)
-    return model.eval()
+_trained_like = trained_like
 
 
 def _features(model: torch.nn.Module) -> torch.Tensor:
-    with torch.no_grad():
-        return model.eval()(IMAGES)
+    return features(model, IMAGES)
 
 
 @pytest.fixture
