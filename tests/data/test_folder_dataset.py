@@ -23,7 +23,8 @@ from torchreid_pgflkd.data.loaders import build_test_loader, dataset_image_hook
 from torchreid_pgflkd.data.transforms import build_pose_transforms
 from torchreid_pgflkd.pose.keypoints import is_empty
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+# resolved: the datasets resolve their paths, so a symlinked ../shared must compare equal
+SHARED_DATA = (Path(__file__).resolve().parents[2].parent / "shared" / "data").resolve()
 NAMES = (
     "crop_folder",
     "cuhk03_pair1",
