@@ -266,7 +266,8 @@ def test_the_config_selects_a_preset_and_single_numbers_override_it(monkeypatch)
     seen = []
     monkeypatch.setattr(module, "generate_from_settings", lambda root, s, **kw: seen.append(s))
     cfg = get_default_config()
-    cfg.merge_from_list(["data.height", 128, "data.width", 64])
+    assert cfg.synthetic.keypoints == "blazepose_like"  # the default: estimator-like
+    cfg.merge_from_list(["data.height", 128, "data.width", 64, "synthetic.keypoints", "oracle"])
     generate("unused", progress=False, **adapters.synthetic_kwargs(cfg))
     assert seen[-1].dirname == "pgflkd_synthetic_s0_128x64_228adaf7"  # oracle: as recorded
     opts = ["synthetic.keypoints", "blazepose_like", "synthetic.wrong_person", 0.0]

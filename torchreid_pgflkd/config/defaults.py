@@ -74,8 +74,9 @@ def get_default_config() -> CN:
     cfg.synthetic.images_per_id = 8  # training images per identity
     # Keypoint estimator model: oracle (exact) | blazepose_like (measured on real BlazePose
     # keypoints, benchmarks/results/keypoint_calibration.json). The numbers below override
-    # the preset's; None = the preset's (all 0 for oracle).
-    cfg.synthetic.keypoints = "oracle"
+    # the preset's; None = the preset's (all 0 for oracle). Default: estimator-like, since
+    # oracle keypoints (invisible exactly where an occluder is) flatter the method.
+    cfg.synthetic.keypoints = "blazepose_like"
     cfg.synthetic.keypoint_noise = None  # pixel std of keypoint jitter
     cfg.synthetic.keypoint_dropout = None  # probability a visible keypoint is reported missing
     cfg.synthetic.visible_confidence = None  # 0: visible joints at c=1 .. 1: BlazePose-like c

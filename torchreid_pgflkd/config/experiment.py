@@ -163,6 +163,7 @@ def settings_of(cfg: CN) -> dict[str, Any]:
         "num_train_ids": cfg.synthetic.num_train_ids,
         "images_per_id": cfg.synthetic.images_per_id,
         "num_test_ids": cfg.synthetic.num_test_ids,
+        "synthetic_keypoints": cfg.synthetic.keypoints,
         "feb": cfg.model.feb,
         "sab": cfg.model.sab,
         "interaction": cfg.model.interaction,
