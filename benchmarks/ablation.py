@@ -30,8 +30,7 @@ from tabulate import tabulate
 from torchreid_pgflkd.config.experiment import (
     VARIANT_LABELS,
     VARIANTS,
-    embedded_config,
-    real_config,
+    benchmark_config,
     train_variant,
 )
 
@@ -111,7 +110,11 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=ORDER, choices=sorted(VARIANTS))
     parser.add_argument("--preset", default="cpu", choices=("cpu", "gpu"), help="embedded only")
     parser.add_argument("--data-root", default="", help="cuhk03: folder with the real data")
-    parser.add_argument("--validate", action="store_true", help="cuhk03: held-out train people")
+    parser.add_argument(
+        "--validate",
+        action="store_true",
+        help="the validation split (cuhk03: 100 held-out train people; embedded: data seed 1000+N)",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="default outputs/ablation_*")
     parser.add_argument(
         "--no-train", action="store_true", help="summarise the runs already in --work-dir only"
@@ -127,11 +130,9 @@ def main() -> None:
 
     runs: dict[str, dict[int, dict]] = {v: {} for v in args.variants}
     for seed in args.seeds:
-        if args.benchmark == "embedded":
-            cfg = embedded_config(seed=seed, preset=args.preset, opts=opts)
-        else:
-            cfg = real_config(seed=seed, preset="cuhk03_val" if args.validate else "cuhk03",
-                              opts=opts)  # fmt: skip
+        cfg = benchmark_config(
+            args.benchmark, seed=seed, preset=args.preset, validate=args.validate, opts=opts
+        )
         for variant in args.variants:
             out = work_dir / f"seed{seed}"
             done = out / variant / "record.json"

@@ -64,8 +64,8 @@ from torchreid_pgflkd.config import adapters, build
 from torchreid_pgflkd.config.experiment import (
     VARIANT_LABELS,
     VARIANTS,
+    benchmark_config,
     embedded_config,
-    real_config,
     settings_of,
     train_variant,
 )
@@ -467,10 +467,10 @@ def table(summary: dict[str, Any]) -> str:
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
-def benchmark_config(args: argparse.Namespace, seed: int, opts: list[str]) -> CN:
-    if args.benchmark == "embedded":
-        return embedded_config(seed=seed, preset=args.preset, opts=opts)
-    return real_config(seed=seed, preset="cuhk03_val" if args.validate else "cuhk03", opts=opts)
+def config_for(args: argparse.Namespace, seed: int, opts: list[str]) -> CN:
+    return benchmark_config(
+        args.benchmark, seed=seed, preset=args.preset, validate=args.validate, opts=opts
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -482,7 +482,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--preset", default="cpu", choices=("cpu", "gpu"), help="embedded only")
     parser.add_argument("--data-root", default="", help="cuhk03: folder with the real data")
-    parser.add_argument("--validate", action="store_true", help="cuhk03: held-out train people")
+    parser.add_argument(
+        "--validate",
+        action="store_true",
+        help="the validation split (cuhk03: 100 held-out train people; embedded: data seed 1000+N)",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="default outputs/compare_*")
     parser.add_argument(
         "--no-train", action="store_true", help="summarise the runs already in --work-dir only"
@@ -530,7 +534,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     failures: dict[str, dict[str, str]] = defaultdict(dict)
     recipe = None
     for seed in args.seeds:
-        cfg = benchmark_config(args, seed, opts)
+        cfg = config_for(args, seed, opts)
         recipe = recipe_from(args, cfg)
         for spec in specs:
             out = work_dir / f"seed{seed}"

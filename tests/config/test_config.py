@@ -52,3 +52,23 @@ def test_cuhk03_config_file_equals_the_real_benchmark_preset() -> None:
     from torchreid_pgflkd.config.presets import preset_opts
 
     assert load_config(CONFIG.with_name("cuhk03.yaml")) == load_config(None, preset_opts("cuhk03"))
+
+
+def test_benchmark_config_validation_splits_never_touch_the_test_data():
+    from torchreid_pgflkd.config.experiment import VALIDATION_DATA_SEED, benchmark_config
+
+    test = benchmark_config("embedded", seed=2)
+    val = benchmark_config("embedded", seed=2, validate=True)
+    assert (test.synthetic.seed, test.train.seed) == (2, 2)
+    assert (val.synthetic.seed, val.train.seed) == (VALIDATION_DATA_SEED + 2, 2)
+    # the validation draw is a different folder of people, whatever the training seed
+    assert {VALIDATION_DATA_SEED + s for s in range(10)}.isdisjoint(range(10))
+    real = benchmark_config("cuhk03", seed=1)
+    held = benchmark_config("cuhk03", seed=1, validate=True)
+    assert real.data.sources == ["cuhk03_pair1"] and "partial_reid" in " ".join(real.data.targets)
+    assert held.data.sources == held.data.targets == ["cuhk03_pair1_holdout"]
+    assert held.train.seed == 1
+    with pytest.raises(ValueError, match="embedded benchmark only"):
+        benchmark_config("cuhk03", seed=0, preset="gpu")
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        benchmark_config("market", seed=0)

@@ -4,8 +4,9 @@ backbone, evaluate both pose-free, and print the comparison.
 ``--benchmark embedded`` (default) generates the procedural occluded benchmark and tests on
 its occluded queries. ``--benchmark cuhk03`` trains on real CUHK03 crops with BlazePose
 keypoints and tests on 100 other CUHK03 people and on Partial-REID (occluded and partial
-queries); ``--validate`` trains on 643 of the CUHK03 people and evaluates on the 100 held out
-instead (the split where choices are made).
+queries). ``--validate`` runs on the validation split, where choices are made: on CUHK03 it
+trains on 643 of the training people and evaluates on the 100 held out; on the embedded
+benchmark it draws fresh people and occluders (data seed 1000 + ``--seed``).
 
 Writes to ``--output``: ``results.json``, ``<variant>/last.pth`` (+ config), ``cmc.png``,
 ``ranked_list.png``, ``activations.png`` (pose maps and each branch's activation over a few
@@ -44,7 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "partial_reid/ and keypoints/blazepose/ (default reid-data)",
     )
     parser.add_argument(
-        "--validate", action="store_true", help="cuhk03: evaluate on 100 held-out train people"
+        "--validate",
+        action="store_true",
+        help="the validation split (cuhk03: 100 held-out train people; embedded: data seed "
+        "1000 + --seed)",
     )
     parser.add_argument(
         "--variants",
@@ -56,20 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torchreid_pgflkd.config.experiment import embedded_config, real_config, train_variant
+    from torchreid_pgflkd.config.experiment import benchmark_config, train_variant
 
     opts = list(args.opts)
     if args.data_root:
         opts += ["data.root", args.data_root]
-    if args.benchmark == "embedded":
-        if args.validate:
-            raise ValueError("--validate is for --benchmark cuhk03")
-        cfg = embedded_config(seed=args.seed, preset=args.preset, opts=opts)
-    else:
-        if args.preset != "cpu":
-            raise ValueError("--preset applies to the embedded benchmark only")
-        preset = "cuhk03_val" if args.validate else "cuhk03"
-        cfg = real_config(seed=args.seed, preset=preset, opts=opts)
+    cfg = benchmark_config(
+        args.benchmark, seed=args.seed, preset=args.preset, validate=args.validate, opts=opts
+    )
     default_out = f"outputs/{args.benchmark}" + ("_val" if args.validate else "")
     output = Path(args.output or default_out)
     progress = not args.no_progress
