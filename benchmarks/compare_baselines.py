@@ -5,6 +5,9 @@ Rows (``--models``):
 
   baseline, pgflkd (or any variant of ``config.experiment.VARIANTS``)
       ours, trained by ``train_variant`` with the config's recipe;
+  VARIANT@BACKBONE
+      ours on another backbone of ``models.backbone.BACKBONES``, e.g. ``pgflkd@osnet_x0_25``
+      (PGFL-KD's branches on torchreid's OSNet: a copy of conv4 + conv5 per branch);
   NAME[:ENGINE]
       torchreid's ``build_model(NAME)`` trained by torchreid's ``ImageSoftmaxEngine``
       (default) or ``ImageTripletEngine`` (``NAME:triplet``), e.g. ``osnet_x0_25``,
@@ -73,6 +76,7 @@ from torchreid_pgflkd.engine.distributed import seed_everything
 from torchreid_pgflkd.evaluation import evaluate_features
 from torchreid_pgflkd.evaluation.extract import extract_features
 from torchreid_pgflkd.models import MODEL_FACTORIES
+from torchreid_pgflkd.models.backbone import BACKBONES
 from torchreid_pgflkd.models.cost import inference_cost
 from torchreid_pgflkd.utils.io import write_json
 
@@ -95,25 +99,42 @@ SMOKE_NOTE = (
 class ModelSpec:
     """One row: ours (``engine`` None) or a torchreid model with the engine that trains it."""
 
-    key: str  # the row's name: "baseline", "osnet_x0_25", "resnet50:triplet"
+    key: str  # the row's name: "baseline", "pgflkd@osnet_x0_25", "resnet50:triplet"
     torchreid_name: str | None = None
     engine: str | None = None  # "softmax" | "triplet"
+    variant: str | None = None  # ours: the variant ("baseline", "pgflkd", ...)
+    backbone: str | None = None  # ours: a backbone other than the config's
 
     @property
     def folder(self) -> str:
+        if self.backbone:  # train_variant writes <backbone>/<variant>/
+            return f"{self.backbone}/{self.variant}"
         return self.key.replace(":", "-")
 
     @property
     def label(self) -> str:
         if self.engine is None:
-            return VARIANT_LABELS.get(self.key, self.key)
+            label = VARIANT_LABELS.get(self.variant or self.key, self.key)
+            return f"{label}, {self.backbone}" if self.backbone else label
         return f"torchreid {self.torchreid_name} + {ENGINES[self.engine]}"
 
 
 def parse_model(item: str) -> ModelSpec:
-    """``'baseline'`` -> ours; ``'osnet_x0_25'``, ``'resnet50:triplet'`` -> torchreid's."""
+    """``'baseline'`` -> ours; ``'pgflkd@osnet_x0_25'`` -> ours on another backbone of
+    ``models.backbone.BACKBONES``; ``'osnet_x0_25'``, ``'resnet50:triplet'`` -> torchreid's."""
     if item in VARIANTS:
-        return ModelSpec(item)
+        return ModelSpec(item, variant=item)
+    if "@" in item:
+        variant, _, backbone = item.partition("@")
+        if variant not in VARIANTS:
+            raise ValueError(
+                f"{item!r}: {variant!r} is not a variant of ours ({', '.join(sorted(VARIANTS))})"
+            )
+        if backbone not in BACKBONES:
+            raise ValueError(
+                f"{item!r}: unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}"
+            )
+        return ModelSpec(item, variant=variant, backbone=backbone)
     name, _, engine = item.partition(":")
     engine = engine or "softmax"
     if engine not in ENGINES:
@@ -397,8 +418,14 @@ def train_torchreid(cfg: CN, spec: ModelSpec, recipe: Recipe, output: Path) -> d
 
 def run_model(cfg: CN, spec: ModelSpec, recipe: Recipe, output: Path) -> dict[str, Any]:
     if spec.engine is None:
-        record, _ = train_variant(cfg, spec.key, output, progress=False)  # writes record.json
-        return record
+        if spec.backbone:
+            cfg = cfg.clone()
+            cfg.defrost()
+            cfg.model.backbone = spec.backbone
+            cfg.freeze()
+            output = output / spec.backbone
+        record, _ = train_variant(cfg, spec.variant, output, progress=False)  # record.json
+        return {**record, "model": spec.key}
     return train_torchreid(cfg, spec, recipe, output)
 
 

@@ -46,6 +46,14 @@ def test_model_specs(cb: ModuleType) -> None:
     )  # fmt: skip
     ours = cb.parse_model("baseline")
     assert ours.engine is None and ours.label == "MB only (BNNeck baseline)"
+    on_osnet = cb.parse_model("pgflkd@osnet_x0_25")
+    assert (on_osnet.variant, on_osnet.backbone, on_osnet.engine) == ("pgflkd", "osnet_x0_25", None)
+    assert on_osnet.folder == "osnet_x0_25/pgflkd"  # where train_variant writes its record
+    assert on_osnet.label.endswith(", osnet_x0_25")
+    with pytest.raises(ValueError, match="unknown backbone 'osnet_x9'"):
+        cb.parse_model("pgflkd@osnet_x9")
+    with pytest.raises(ValueError, match="'pgfl' is not a variant"):
+        cb.parse_model("pgfl@osnet_x0_25")
     with pytest.raises(ValueError, match="one of ours"):
         cb.parse_model("pgflkd_resnet18")  # registered by us: torchreid's engines can't train it
     with pytest.raises(ValueError, match="neither a variant.*osnet_x0_25"):
