@@ -559,6 +559,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     runs: dict[str, dict[int, dict]] = {s.key: {} for s in specs}
     failures: dict[str, dict[str, str]] = defaultdict(dict)
+    provenance: dict[str, dict[str, str]] = defaultdict(dict)  # where each record came from
     recipe = None
     for seed in args.seeds:
         cfg = config_for(args, seed, opts)
@@ -567,7 +568,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             out = work_dir / f"seed{seed}"
             done = out / spec.folder / "record.json"
             if done.is_file():
-                runs[spec.key][seed] = json.loads(done.read_text())
+                runs[spec.key][seed] = record = json.loads(done.read_text())
+                provenance[spec.key][str(seed)] = record.get(
+                    "restored_from", f"reused from {done} (an earlier run of this script)"
+                )
                 logger.info("seed %d %s: reusing %s", seed, spec.key, done)
                 continue
             if args.no_train:
@@ -577,6 +581,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 continue
             try:
                 runs[spec.key][seed] = run_model(cfg, spec, recipe, out)
+                provenance[spec.key][str(seed)] = "trained by this run"
             except Exception as exc:  # report it, go on with the other models
                 logger.exception("seed %d %s failed", seed, spec.key)
                 failures[spec.key][str(seed)] = f"{type(exc).__name__}: {exc}"[:500]
@@ -605,6 +610,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "torchreid_recipe": asdict(recipe) if recipe else None,
         "summary": summary,
         "failures": dict(failures),
+        "provenance": dict(provenance),
         "runs": {k: {str(s): r for s, r in by_seed.items()} for k, by_seed in runs.items()},
         "table": text,
     }

@@ -136,6 +136,9 @@ def test_one_torchreid_model_one_epoch_beside_ours(
 
     assert json.loads(out.read_text())["models"] == ["baseline", "osnet_x0_25"]
     assert report["failures"] == {}
+    assert report["provenance"] == {
+        "baseline": {"0": "trained by this run"}, "osnet_x0_25": {"0": "trained by this run"},
+    }  # fmt: skip
     record = json.loads((work / "seed0" / "osnet_x0_25" / "record.json").read_text())
     assert record["engine"] == "ImageSoftmaxEngine" and record["torchreid_name"] == "osnet_x0_25"
     target = record["targets"]["synthetic_occluded"]
@@ -165,3 +168,25 @@ def test_one_torchreid_model_one_epoch_beside_ours(
     monkeypatch.setattr(cb, "train_torchreid", lambda *a, **k: pytest.fail("trained again"))
     again = cb.main([*argv[: -len(tiny_opts) - 1], "--no-train", "--", *tiny_opts])
     assert again["runs"]["osnet_x0_25"]["0"]["rank1"] == record["rank1"]
+    assert again["provenance"]["osnet_x0_25"]["0"].startswith("reused from")
+
+
+def test_ours_on_another_backbone_trains_that_backbone_in_its_own_folder(
+    cb: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = []
+
+    def fake(cfg: Any, variant: str, output: Path, **kw: Any) -> tuple[dict, None]:
+        seen.append((cfg.model.backbone, variant, output))
+        return {"variant": variant}, None
+
+    monkeypatch.setattr(cb, "train_variant", fake)
+    cfg = embedded_config(seed=0)
+    spec = cb.parse_model("pgflkd@osnet_x0_25")
+    record = cb.run_model(cfg, spec, None, tmp_path)
+    assert record == {"variant": "pgflkd", "model": "pgflkd@osnet_x0_25"}
+    assert seen == [("osnet_x0_25", "pgflkd", tmp_path / "osnet_x0_25")]
+    assert (tmp_path / spec.folder) == tmp_path / "osnet_x0_25" / "pgflkd"
+    assert cfg.model.backbone == "resnet_mini"  # the config itself is untouched
+    cb.run_model(cfg, cb.parse_model("pgflkd"), None, tmp_path)
+    assert seen[-1] == ("resnet_mini", "pgflkd", tmp_path)
