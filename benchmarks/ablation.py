@@ -33,6 +33,7 @@ from torchreid_pgflkd.config.experiment import (
     benchmark_config,
     train_variant,
 )
+from torchreid_pgflkd.config.presets import VALIDATE_HELP
 
 ORDER = ["baseline", "+feb", "+sab", "+kd", "+interaction", "pgflkd"]
 METRICS = ("rank1", "mAP", "mINP")
@@ -110,11 +111,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=ORDER, choices=sorted(VARIANTS))
     parser.add_argument("--preset", default="cpu", choices=("cpu", "gpu"), help="embedded only")
     parser.add_argument("--data-root", default="", help="cuhk03: folder with the real data")
-    parser.add_argument(
-        "--validate",
-        action="store_true",
-        help="the validation split (cuhk03: 100 held-out train people; embedded: data seed 1000+N)",
-    )
+    parser.add_argument("--validate", action="store_true", help=VALIDATE_HELP)
     parser.add_argument("--work-dir", type=Path, default=None, help="default outputs/ablation_*")
     parser.add_argument(
         "--no-train", action="store_true", help="summarise the runs already in --work-dir only"

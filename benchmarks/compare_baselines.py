@@ -72,6 +72,7 @@ from torchreid_pgflkd.config.experiment import (
     settings_of,
     train_variant,
 )
+from torchreid_pgflkd.config.presets import VALIDATE_HELP
 from torchreid_pgflkd.engine.distributed import seed_everything
 from torchreid_pgflkd.evaluation import evaluate_features
 from torchreid_pgflkd.evaluation.extract import extract_features
@@ -494,12 +495,6 @@ def table(summary: dict[str, Any]) -> str:
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
-def config_for(args: argparse.Namespace, seed: int, opts: list[str]) -> CN:
-    return benchmark_config(
-        args.benchmark, seed=seed, preset=args.preset, validate=args.validate, opts=opts
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _suite.parser(__doc__, "compare_baselines")
     parser.add_argument("--benchmark", choices=("embedded", "cuhk03"), default="embedded")
@@ -509,11 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--preset", default="cpu", choices=("cpu", "gpu"), help="embedded only")
     parser.add_argument("--data-root", default="", help="cuhk03: folder with the real data")
-    parser.add_argument(
-        "--validate",
-        action="store_true",
-        help="the validation split (cuhk03: 100 held-out train people; embedded: data seed 1000+N)",
-    )
+    parser.add_argument("--validate", action="store_true", help=VALIDATE_HELP)
     parser.add_argument("--work-dir", type=Path, default=None, help="default outputs/compare_*")
     parser.add_argument(
         "--no-train", action="store_true", help="summarise the runs already in --work-dir only"
@@ -562,7 +553,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     provenance: dict[str, dict[str, str]] = defaultdict(dict)  # where each record came from
     recipe = None
     for seed in args.seeds:
-        cfg = config_for(args, seed, opts)
+        cfg = benchmark_config(
+            args.benchmark, seed=seed, preset=args.preset, validate=args.validate, opts=opts
+        )
         recipe = recipe_from(args, cfg)
         for spec in specs:
             out = work_dir / f"seed{seed}"

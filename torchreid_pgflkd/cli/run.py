@@ -22,6 +22,7 @@ import logging
 import time
 from pathlib import Path
 
+from torchreid_pgflkd.config.presets import VALIDATE_HELP
 from torchreid_pgflkd.utils.io import write_json
 
 HELP = "main job: baseline vs PGFL-KD on the embedded occluded benchmark (or --benchmark cuhk03)"
@@ -44,12 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="embedded: where it is generated; cuhk03: the folder holding cuhk03_pair1/, "
         "partial_reid/ and keypoints/blazepose/ (default reid-data)",
     )
-    parser.add_argument(
-        "--validate",
-        action="store_true",
-        help="the validation split (cuhk03: 100 held-out train people; embedded: data seed "
-        "1000 + --seed)",
-    )
+    parser.add_argument("--validate", action="store_true", help=VALIDATE_HELP)
     parser.add_argument(
         "--variants",
         default="baseline,pgflkd",

@@ -15,7 +15,7 @@ from typing import Any
 from yacs.config import CfgNode as CN
 
 from torchreid_pgflkd.config import adapters, build, load_config
-from torchreid_pgflkd.config.presets import preset_opts
+from torchreid_pgflkd.config.presets import VALIDATION_DATA_SEED, preset_opts
 from torchreid_pgflkd.models import to_deploy
 from torchreid_pgflkd.models.cost import inference_cost
 from torchreid_pgflkd.utils.io import write_json
@@ -89,11 +89,6 @@ def embedded_config(*, seed: int, preset: str = "cpu", opts: list[str] | None = 
 def real_config(*, seed: int, preset: str = "cuhk03", opts: list[str] | None = None) -> CN:
     """A real-image benchmark's config (fixed data) for training seed ``seed``, plus overrides."""
     return load_config(None, [*preset_opts(preset), "train.seed", str(seed), *(opts or [])])
-
-
-# The embedded benchmark's validation split: people, poses and occluders drawn from data seed
-# VALIDATION_DATA_SEED + seed, which no reported run uses (those use data seed = seed).
-VALIDATION_DATA_SEED = 1000
 
 
 def benchmark_config(
