@@ -8,11 +8,15 @@ the data and the training; on CUHK03 (fixed data) the training only.
 
     python benchmarks/ablation.py [--benchmark embedded|cuhk03] [--seeds 0 1 2]
         [--variants ...] [--data-root DIR] [--validate] [--work-dir DIR] [--output JSON]
-        [KEY VALUE ...]
+        [--restore-from JSON ...] [KEY VALUE ...]
 
 Writes ``benchmarks/results/ablation_<benchmark>.json`` (every run and the summary) and prints
 the table. A run already in ``--work-dir`` (its ``record.json``) is reused, so an interrupted
 sweep resumes and ``pgflkd run --seed N --output <work-dir>/seedN`` counts for its variants.
+``--restore-from`` takes the runs of earlier reports of this script (their ``runs``) for the
+variants and seeds asked for, after checking that each run's settings are the ones this
+invocation would train with; the report's ``provenance`` says which records were trained,
+reused or restored, and from where.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from torchreid_pgflkd.config.experiment import (
     VARIANT_LABELS,
     VARIANTS,
     benchmark_config,
+    settings_of,
     train_variant,
 )
 from torchreid_pgflkd.config.presets import VALIDATE_HELP
+from torchreid_pgflkd.utils.io import write_json
 
 ORDER = ["baseline", "+feb", "+sab", "+kd", "+interaction", "pgflkd"]
 METRICS = ("rank1", "mAP", "mINP")
@@ -88,6 +94,49 @@ def summarise(runs: dict[str, dict[int, dict]], reference: str = "baseline") -> 
     return summary
 
 
+# Settings that say where or how fast a run went, not what it trained.
+_NOT_COMPARED = ("device", "dataset_dir")
+
+
+def restore_records(
+    reports: list[Path], cfg: Any, seed: int, variants: list[str], seed_dir: Path
+) -> dict[str, str]:
+    """Write ``seed_dir/<variant>/record.json`` for each of ``variants`` that the work dir
+    lacks and one of ``reports`` (earlier reports of this script) holds for ``seed``.
+
+    A record is restored only when its settings equal those ``train_variant`` would train
+    with here (``cfg`` plus the variant's switches; keys older reports lack are not
+    compared); otherwise this exits naming the report, the variant and the first setting
+    that differs. Returns ``{variant: report path}`` for the records written.
+    """
+    restored: dict[str, str] = {}
+    for path in reports:
+        try:
+            report = json.loads(Path(path).read_text())
+            runs = report["runs"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise SystemExit(f"--restore-from {path}: not a report of this script ({exc})")
+        for variant in variants:
+            record = runs.get(variant, {}).get(str(seed))
+            done = seed_dir / variant / "record.json"
+            if record is None or variant in restored or done.is_file():
+                continue
+            want = cfg.clone()
+            want.defrost()
+            want.merge_from_list(VARIANTS[variant])
+            want = settings_of(want)
+            have = record.get("settings", {})
+            for key in sorted(set(want) & set(have)):
+                if key not in _NOT_COMPARED and want[key] != have[key]:
+                    raise SystemExit(
+                        f"--restore-from {path}: seed {seed} {variant} was trained with "
+                        f"{key} = {have[key]!r}, this run asks for {want[key]!r}"
+                    )
+            write_json({**record, "restored_from": str(path)}, done)
+            restored[variant] = str(path)
+    return restored
+
+
 def table(summary: dict[str, Any]) -> str:
     rows = []
     for s in summary.values():
@@ -114,6 +163,10 @@ def main() -> None:
     parser.add_argument("--validate", action="store_true", help=VALIDATE_HELP)
     parser.add_argument("--work-dir", type=Path, default=None, help="default outputs/ablation_*")
     parser.add_argument(
+        "--restore-from", type=Path, nargs="+", default=[], metavar="JSON",
+        help="earlier reports of this script whose runs count for this one (settings checked)",
+    )
+    parser.add_argument(
         "--no-train", action="store_true", help="summarise the runs already in --work-dir only"
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
@@ -126,22 +179,30 @@ def main() -> None:
     opts = [*args.opts, *(["data.root", args.data_root] if args.data_root else [])]
 
     runs: dict[str, dict[int, dict]] = {v: {} for v in args.variants}
+    provenance: dict[str, dict[str, str]] = {v: {} for v in args.variants}
     for seed in args.seeds:
         cfg = benchmark_config(
             args.benchmark, seed=seed, preset=args.preset, validate=args.validate, opts=opts
         )
+        out = work_dir / f"seed{seed}"
+        restore_records(args.restore_from, cfg, seed, args.variants, out)
         for variant in args.variants:
-            out = work_dir / f"seed{seed}"
             done = out / variant / "record.json"
             if done.is_file():
-                runs[variant][seed] = json.loads(done.read_text())
-                logger.info("seed %d %s: reusing %s", seed, variant, done)
+                runs[variant][seed] = record = json.loads(done.read_text())
+                provenance[variant][str(seed)] = (
+                    f"restored from {record['restored_from']}"
+                    if "restored_from" in record
+                    else f"reused from {done}"
+                )
+                logger.info("seed %d %s: %s", seed, variant, provenance[variant][str(seed)])
                 continue
             if args.no_train:
                 logger.warning("seed %d %s: no run in %s (skipped: --no-train)", seed, variant, out)
                 continue
             record, _ = train_variant(cfg, variant, out, progress=False)  # writes record.json
             runs[variant][seed] = record
+            provenance[variant][str(seed)] = "trained by this run"
             logger.info(
                 "seed %d %s: %s", seed, variant,
                 "; ".join(f"{t} R1 {100 * r['rank1']:.1f} mAP {100 * r['mAP']:.1f}"
@@ -166,6 +227,7 @@ def main() -> None:
         "paired per seed (same seed, same data) against the baseline",
         "summary": summary,
         "runs": {v: {str(s): r for s, r in by_seed.items()} for v, by_seed in runs.items()},
+        "provenance": {v: p for v, p in provenance.items() if p},
         "table": text,
     }
     _suite.write_report(report, args.output)
