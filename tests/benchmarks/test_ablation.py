@@ -1,0 +1,102 @@
+"""benchmarks/ablation.py: restoring runs from earlier reports (settings checked) and the
+provenance of every record in the report, without training (``train_variant`` is faked)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from torchreid_pgflkd.config.experiment import VARIANTS, embedded_config, settings_of
+from torchreid_pgflkd.utils.io import write_json
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def ab() -> ModuleType:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(BENCHMARKS))
+        yield importlib.import_module("ablation")
+    sys.modules.pop("ablation", None)
+
+
+def _record(cfg: Any, variant: str, rank1: float) -> dict[str, Any]:
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.merge_from_list(VARIANTS[variant])
+    target = {"rank1": rank1, "rank5": 0.9, "mAP": rank1 / 2, "mINP": 0.1}
+    return {
+        "variant": variant, **target, "targets": {"synthetic_occluded": target},
+        "train_and_eval_seconds": 1.0, "settings": settings_of(cfg),
+    }  # fmt: skip
+
+
+def _report(path: Path, runs: dict[str, dict[str, dict]]) -> Path:
+    return write_json({"benchmark": "embedded", "runs": runs}, path)
+
+
+def test_restore_writes_only_missing_records_whose_settings_match(
+    ab: ModuleType, tmp_path: Path
+) -> None:
+    cfg = embedded_config(seed=3)
+    old = _report(tmp_path / "old.json", {
+        "baseline": {"3": _record(cfg, "baseline", 0.3), "4": _record(cfg, "baseline", 0.9)},
+        "pgflkd": {"3": _record(cfg, "pgflkd", 0.4)},
+    })  # fmt: skip
+    seed_dir = tmp_path / "work" / "seed3"
+    write_json({"variant": "pgflkd", "rank1": 0.5}, seed_dir / "pgflkd" / "record.json")
+    restored = ab.restore_records([old], cfg, 3, ["baseline", "pgflkd", "stripes"], seed_dir)
+    assert restored == {"baseline": str(old)}  # pgflkd: already run here; stripes: not in it
+    record = json.loads((seed_dir / "baseline" / "record.json").read_text())
+    assert record["rank1"] == 0.3 and record["restored_from"] == str(old)  # seed 3's, not 4's
+    assert json.loads((seed_dir / "pgflkd" / "record.json").read_text())["rank1"] == 0.5
+    assert not (seed_dir / "stripes").exists()
+
+
+def test_restore_refuses_a_run_trained_with_other_settings(ab: ModuleType, tmp_path: Path) -> None:
+    cfg = embedded_config(seed=0)
+    other = cfg.clone()
+    other.defrost()
+    other.merge_from_list(["train.max_epoch", "7"])
+    old = _report(tmp_path / "old.json", {"baseline": {"0": _record(other, "baseline", 0.3)}})
+    with pytest.raises(SystemExit, match=r"old\.json: seed 0 baseline .* epochs = 7"):
+        ab.restore_records([old], cfg, 0, ["baseline"], tmp_path / "seed0")
+    assert not (tmp_path / "seed0").exists()
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SystemExit, match=r"bad\.json: not a report of this script"):
+        ab.restore_records([tmp_path / "bad.json"], cfg, 0, ["baseline"], tmp_path / "seed0")
+
+
+def test_report_says_where_each_record_came_from(
+    ab: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fake_train(cfg: Any, variant: str, output: Path, **kw: Any) -> tuple[dict, None]:
+        record = _record(cfg, variant, 0.6)
+        write_json(record, output / variant / "record.json")
+        return record, None
+
+    cfg = embedded_config(seed=0)
+    old = _report(tmp_path / "old.json", {"baseline": {"0": _record(cfg, "baseline", 0.2)}})
+    work = tmp_path / "work"
+    write_json(_record(cfg, "stripes", 0.5), work / "seed0" / "stripes" / "record.json")
+    monkeypatch.setattr(ab, "train_variant", fake_train)
+    out = tmp_path / "report.json"
+    monkeypatch.setattr(sys, "argv", [
+        "ablation.py", "--seeds", "0", "--variants", "baseline", "pgflkd", "stripes",
+        "--work-dir", str(work), "--output", str(out), "--restore-from", str(old),
+    ])  # fmt: skip
+    ab.main()
+    report = json.loads(out.read_text())
+    assert report["provenance"] == {
+        "baseline": {"0": f"restored from {old}"},
+        "pgflkd": {"0": "trained by this run"},
+        "stripes": {"0": f"reused from {work / 'seed0' / 'stripes' / 'record.json'}"},
+    }
+    gain = report["summary"]["pgflkd"]["targets"]["synthetic_occluded"]["gain_over_baseline"]
+    assert gain["rank1"]["mean"] == pytest.approx(40.0)  # 0.6 trained vs 0.2 restored
