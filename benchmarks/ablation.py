@@ -115,7 +115,7 @@ def restore_records(
             report = json.loads(Path(path).read_text())
             runs = report["runs"]
         except (OSError, ValueError, KeyError) as exc:
-            raise SystemExit(f"--restore-from {path}: not a report of this script ({exc})")
+            raise SystemExit(f"--restore-from {path}: not a report of this script ({exc})") from exc
         for variant in variants:
             record = runs.get(variant, {}).get(str(seed))
             done = seed_dir / variant / "record.json"
