@@ -163,7 +163,11 @@ def main() -> None:
     parser.add_argument("--validate", action="store_true", help=VALIDATE_HELP)
     parser.add_argument("--work-dir", type=Path, default=None, help="default outputs/ablation_*")
     parser.add_argument(
-        "--restore-from", type=Path, nargs="+", default=[], metavar="JSON",
+        "--restore-from",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="JSON",
         help="earlier reports of this script whose runs count for this one (settings checked)",
     )
     parser.add_argument(
