@@ -37,6 +37,7 @@ from torchreid_pgflkd.config.experiment import (
     benchmark_config,
     settings_of,
     train_variant,
+    variant_overrides,
 )
 from torchreid_pgflkd.config.presets import VALIDATE_HELP
 from torchreid_pgflkd.utils.io import write_json
@@ -123,7 +124,7 @@ def restore_records(
                 continue
             want = cfg.clone()
             want.defrost()
-            want.merge_from_list(VARIANTS[variant])
+            want.merge_from_list(variant_overrides(cfg, variant))
             want = settings_of(want)
             have = record.get("settings", {})
             for key in sorted(set(want) & set(have)):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from torchreid_pgflkd.config.experiment import VARIANTS, embedded_config, settings_of
+from torchreid_pgflkd.config.experiment import embedded_config, settings_of, variant_overrides
 from torchreid_pgflkd.utils.io import write_json
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -29,7 +29,7 @@ def ab() -> ModuleType:
 def _record(cfg: Any, variant: str, rank1: float) -> dict[str, Any]:
     cfg = cfg.clone()
     cfg.defrost()
-    cfg.merge_from_list(VARIANTS[variant])
+    cfg.merge_from_list(variant_overrides(cfg, variant))
     target = {"rank1": rank1, "rank5": 0.9, "mAP": rank1 / 2, "mINP": 0.1}
     return {
         "variant": variant, **target, "targets": {"synthetic_occluded": target},

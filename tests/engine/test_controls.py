@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from torchreid_pgflkd.config import build, load_config
-from torchreid_pgflkd.config.experiment import VARIANTS
+from torchreid_pgflkd.config.experiment import variant_overrides
 from torchreid_pgflkd.data.loaders import ShufflePoseCollate
 from torchreid_pgflkd.models import build_pgflkd
 from torchreid_pgflkd.pose.maps import PriorMapper
@@ -57,8 +57,8 @@ def test_independent_branches_start_from_different_weights() -> None:
     "variant", ["stripes", "shuffled_pose", "mutual_no_pose", "pgflkd+occ", "sab_drop_invisible"]
 )
 def test_control_variants_train(tiny_opts: list[str], variant: str) -> None:
-    cfg = build.prepare_synthetic(load_config(CONFIG, [*tiny_opts, *VARIANTS[variant]]),
-                                  progress=False)  # fmt: skip
+    switches = variant_overrides(load_config(CONFIG, tiny_opts), variant)
+    cfg = build.prepare_synthetic(load_config(CONFIG, [*tiny_opts, *switches]), progress=False)
     engine = build.build_engine(cfg, build.build_datamanager(cfg), progress=False)
     batch = next(iter(engine.train_loader))
     maps = batch["pose_maps"]
