@@ -68,6 +68,12 @@ def test_restore_refuses_a_run_trained_with_other_settings(ab: ModuleType, tmp_p
     with pytest.raises(SystemExit, match=r"old\.json: seed 0 baseline .* epochs = 7"):
         ab.restore_records([old], cfg, 0, ["baseline"], tmp_path / "seed0")
     assert not (tmp_path / "seed0").exists()
+    other = cfg.clone()
+    other.defrost()
+    other.merge_from_list(["synthetic.occluder_textures", "outside"])
+    old = _report(tmp_path / "old.json", {"pgflkd": {"0": _record(other, "pgflkd", 0.3)}})
+    with pytest.raises(SystemExit, match="occluder_textures = 'outside'"):
+        ab.restore_records([old], cfg, 0, ["pgflkd"], tmp_path / "seed0")
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(SystemExit, match=r"bad\.json: not a report of this script"):
         ab.restore_records([tmp_path / "bad.json"], cfg, 0, ["baseline"], tmp_path / "seed0")

@@ -202,6 +202,7 @@ def settings_of(cfg: CN) -> dict[str, Any]:
         "images_per_id": cfg.synthetic.images_per_id,
         "num_test_ids": cfg.synthetic.num_test_ids,
         "synthetic_keypoints": cfg.synthetic.keypoints,
+        "occluder_textures": cfg.synthetic.occluder_textures,
         "feb": cfg.model.feb,
         "sab": cfg.model.sab,
         "interaction": cfg.model.interaction,
