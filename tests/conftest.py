@@ -3,7 +3,10 @@ tiny embedded benchmark with its config overrides (engine, config and command-li
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -98,3 +101,17 @@ def tiny_market(tmp_path: Path):
         return root
 
     return make
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench_script(request: pytest.FixtureRequest) -> ModuleType:
+    """The ``benchmarks/`` script named by the test module's ``SCRIPT``, imported as a module
+    (``benchmarks/`` on ``sys.path`` for its siblings such as ``_suite``), unloaded after."""
+    name = request.module.SCRIPT
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(BENCHMARKS))
+        yield importlib.import_module(name)
+    sys.modules.pop(name, None)

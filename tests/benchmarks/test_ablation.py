@@ -3,7 +3,6 @@ provenance of every record in the report, without training (``train_variant`` is
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -15,15 +14,12 @@ import pytest
 from torchreid_pgflkd.config.experiment import embedded_config, settings_of, variant_overrides
 from torchreid_pgflkd.utils.io import write_json
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SCRIPT = "ablation"  # imported by the bench_script fixture (conftest.py)
 
 
 @pytest.fixture(scope="module")
-def ab() -> ModuleType:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCHMARKS))
-        yield importlib.import_module("ablation")
-    sys.modules.pop("ablation", None)
+def ab(bench_script: ModuleType) -> ModuleType:
+    return bench_script
 
 
 def _record(cfg: Any, variant: str, rank1: float) -> dict[str, Any]:

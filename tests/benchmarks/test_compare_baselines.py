@@ -3,10 +3,8 @@ the summary, and one torchreid model trained by torchreid's ImageSoftmaxEngine o
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
-import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -19,17 +17,12 @@ from torchreid_pgflkd.config.experiment import embedded_config
 from torchreid_pgflkd.engine import build_scheduler
 from torchreid_pgflkd.utils.io import write_json
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SCRIPT = "compare_baselines"  # imported by the bench_script fixture (conftest.py)
 
 
 @pytest.fixture(scope="module")
-def cb() -> ModuleType:
-    """The script as a module (it imports its siblings ``_suite`` and ``ablation``)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCHMARKS))
-        module = importlib.import_module("compare_baselines")
-        yield module
-    sys.modules.pop("compare_baselines", None)
+def cb(bench_script: ModuleType) -> ModuleType:
+    return bench_script
 
 
 def test_model_specs(cb: ModuleType) -> None:

@@ -4,7 +4,6 @@ GPU results file is never written without a GPU."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -23,13 +22,12 @@ BENCHMARKS = ROOT / "benchmarks"
 CPU = torch.device("cpu")
 
 
+SCRIPT = "gpu_check"  # imported by the bench_script fixture (conftest.py)
+
+
 @pytest.fixture(scope="module")
-def gc() -> ModuleType:
-    """The script as a module (it imports its siblings ``_suite`` and ``train_speed``)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCHMARKS))
-        yield importlib.import_module("gpu_check")
-    sys.modules.pop("gpu_check", None)
+def gc(bench_script: ModuleType) -> ModuleType:
+    return bench_script
 
 
 @pytest.fixture(scope="module")

@@ -4,22 +4,17 @@ timing yields every loader's figures."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SCRIPT = "data_loading"  # imported by the bench_script fixture (conftest.py)
 
 
 @pytest.fixture(scope="module")
-def dl() -> ModuleType:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCHMARKS))
-        yield importlib.import_module("data_loading")
-    sys.modules.pop("data_loading", None)
+def dl(bench_script: ModuleType) -> ModuleType:
+    return bench_script
 
 
 def test_loader_benchmark_parts(dl: ModuleType, shared_data: Path) -> None:
