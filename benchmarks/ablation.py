@@ -37,7 +37,7 @@ from torchreid_pgflkd.config.experiment import (
     benchmark_config,
     settings_of,
     train_variant,
-    variant_overrides,
+    variant_config,
 )
 from torchreid_pgflkd.config.presets import VALIDATE_HELP
 from torchreid_pgflkd.utils.io import write_json
@@ -122,10 +122,7 @@ def restore_records(
             done = seed_dir / variant / "record.json"
             if record is None or variant in restored or done.is_file():
                 continue
-            want = cfg.clone()
-            want.defrost()
-            want.merge_from_list(variant_overrides(cfg, variant))
-            want = settings_of(want)
+            want = settings_of(variant_config(cfg, variant))
             have = record.get("settings", {})
             for key in sorted(set(want) & set(have)):
                 if key not in _NOT_COMPARED and want[key] != have[key]:

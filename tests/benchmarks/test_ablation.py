@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from torchreid_pgflkd.config.experiment import embedded_config, settings_of, variant_overrides
+from torchreid_pgflkd.config.experiment import embedded_config, settings_of, variant_config
 from torchreid_pgflkd.utils.io import write_json
 
 SCRIPT = "ablation"  # imported by the bench_script fixture (conftest.py)
@@ -23,9 +23,7 @@ def ab(bench_script: ModuleType) -> ModuleType:
 
 
 def _record(cfg: Any, variant: str, rank1: float) -> dict[str, Any]:
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.merge_from_list(variant_overrides(cfg, variant))
+    cfg = variant_config(cfg, variant)
     target = {"rank1": rank1, "rank5": 0.9, "mAP": rank1 / 2, "mINP": 0.1}
     return {
         "variant": variant, **target, "targets": {"synthetic_occluded": target},

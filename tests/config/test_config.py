@@ -79,14 +79,12 @@ def test_benchmark_config_validation_splits_never_touch_the_test_data():
     [("embedded", (60, 6, [40, 54])), ("cuhk03", (30, 4, [20, 28]))],
 )
 def test_c4_doubles_each_benchmarks_own_schedule(which: str, expected: tuple) -> None:
-    from torchreid_pgflkd.config.experiment import benchmark_config, variant_overrides
+    from torchreid_pgflkd.config.experiment import benchmark_config, variant_config
 
     cfg = benchmark_config(which, seed=0)
-    c4 = cfg.clone()
-    c4.defrost()
-    c4.merge_from_list(variant_overrides(cfg, "baseline_2x"))
+    c4 = variant_config(cfg, "baseline_2x")
     assert (c4.train.max_epoch, c4.train.warmup_epochs, list(c4.train.milestones)) == expected
     assert 2 * cfg.train.max_epoch == expected[0]  # twice whatever the benchmark trains
     assert not (c4.model.feb or c4.model.sab or c4.model.interaction)
     with pytest.raises(ValueError, match="unknown variant 'c4'"):
-        variant_overrides(cfg, "c4")
+        variant_config(cfg, "c4")

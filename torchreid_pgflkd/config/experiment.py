@@ -135,15 +135,21 @@ def variant_overrides(cfg: CN, variant: str) -> list[str]:
     return list(switches(cfg) if callable(switches) else switches)
 
 
+def variant_config(cfg: CN, variant: str, extra: list[str] | None = None) -> CN:
+    """A frozen copy of ``cfg`` with ``variant``'s switches (and ``extra`` KEY VALUE pairs)."""
+    switches = variant_overrides(cfg, variant)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.merge_from_list([*switches, *(extra or [])])
+    cfg.freeze()
+    return cfg
+
+
 def train_variant(
     cfg: CN, variant: str, output: Path, *, progress: bool = True
 ) -> tuple[dict[str, Any], Any]:
     """Train one variant from ``cfg``; returns its result record and the trained engine."""
-    switches = variant_overrides(cfg, variant)
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.merge_from_list([*switches, "train.save_dir", str(output / variant)])
-    cfg.freeze()
+    cfg = variant_config(cfg, variant, ["train.save_dir", str(output / variant)])
     cfg = build.prepare_synthetic(cfg, progress=progress)
     build.save_config(cfg, output / variant)
     datamanager = build.build_datamanager(cfg)
