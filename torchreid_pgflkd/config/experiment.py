@@ -31,7 +31,7 @@ _NO_KD = ["loss.kd_logit", "0.0", "loss.kd_feat", "0.0", "loss.kd_attn", "0.0"]
 _BASELINE = ["model.feb", "False", "model.sab", "False", "model.interaction", "False"]
 
 
-def _twice_the_schedule(cfg: CN) -> list[str]:
+def twice_the_schedule(cfg: CN) -> list[str]:
     """Epochs, warm-up and milestones of ``cfg`` stretched to twice the length."""
     t = cfg.train
     return [
@@ -56,7 +56,7 @@ VARIANTS: dict[str, list[str] | Callable[[CN], list[str]]] = {
     # C3: no pose at all, independently initialised branches: mutual learning
     "mutual_no_pose": ["data.pose_source", "none", "model.branch_init", "independent"],
     # C4: the baseline given PGFL-KD's compute: the run's own schedule at twice the epochs
-    "baseline_2x": lambda cfg: [*_BASELINE, *_twice_the_schedule(cfg)],
+    "baseline_2x": lambda cfg: [*_BASELINE, *twice_the_schedule(cfg)],
     # C5: the spatial distillation without, and alone
     "no_kd_attn": ["loss.kd_attn", "0.0"],
     "only_kd_attn": ["model.interaction", "False", "loss.kd_logit", "0.0", "loss.kd_feat", "0.0"],

@@ -1,0 +1,213 @@
+"""Choices made on the validation split, with the same number of tries for every model.
+
+Each model (the BNNeck baseline, PGFL-KD) gets a named search space of the same size: a list
+of tries, each a set of config overrides on top of the benchmark's defaults (the defaults are
+always one of the tries). Every try trains on the validation split (``--validate`` of the other
+scripts: CUHK03, 643 training people tested on the other 100 with occluded queries; embedded,
+a fresh draw of people, poses and occluders, data seed 1000 + seed) and is scored there; no
+test set is read. The chosen try of each model is the one with the best validation mAP
+(mean over ``--seeds`` and validation test sets; Rank-1 breaks ties).
+
+    python benchmarks/tune.py --benchmark embedded|cuhk03 --space NAME [--seeds 0]
+        [--data-root DIR] [--work-dir DIR] [--output JSON] [--no-train] [KEY VALUE ...]
+
+Spaces (``--list`` prints them): ``weights`` gives PGFL-KD its distillation weights at half
+and twice the defaults, and the baseline its learning rate at half and twice; ``schedule``
+gives both models the same tries: the benchmark's epochs, twice the epochs (schedule
+stretched), and a light occlusion augmentation (``data.occlusion_prob 0.2``).
+
+Writes ``benchmarks/results/tune_<benchmark>_<space>.json``: every try's validation figures,
+the chosen try per model, and its overrides (``chosen``), which ``ablation.py --tuned`` applies
+to the test runs. Runs are kept in ``--work-dir`` (``seedN/<try>/<model>/record.json``) and
+reused, so an interrupted search resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import _suite
+from tabulate import tabulate
+from yacs.config import CfgNode as CN
+
+from torchreid_pgflkd.config.experiment import benchmark_config, train_variant, twice_the_schedule
+
+logger = logging.getLogger("tune")
+
+Overrides = list[str] | Callable[[CN], list[str]]
+
+
+def _kd(scale: float) -> list[str]:
+    """The logit and feature distillation weights at ``scale`` times the defaults (4, 10)."""
+    return ["loss.kd_logit", str(4.0 * scale), "loss.kd_feat", str(10.0 * scale)]
+
+
+def _lr(scale: float) -> list[str]:
+    """The learning rate at ``scale`` times the CPU recipe's 1e-3."""
+    return ["train.lr", str(1e-3 * scale)]
+
+
+_SCHEDULE: dict[str, Overrides] = {
+    "default": [],
+    "epochs_x2": twice_the_schedule,
+    "occlusion_0.2": ["data.occlusion_prob", "0.2"],
+}
+# model -> try name -> overrides. Every model of a space has the same number of tries.
+SPACES: dict[str, dict[str, dict[str, Overrides]]] = {
+    "weights": {
+        "baseline": {"default": [], "lr_x0.5": _lr(0.5), "lr_x2": _lr(2.0)},
+        "pgflkd": {"default": [], "kd_x0.5": _kd(0.5), "kd_x2": _kd(2.0)},
+    },
+    "schedule": {"baseline": dict(_SCHEDULE), "pgflkd": dict(_SCHEDULE)},
+}
+
+
+def check_space(space: dict[str, dict[str, Overrides]]) -> None:
+    """Refuse a space that gives the models different numbers of tries or lacks the defaults."""
+    sizes = {model: len(tries) for model, tries in space.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"every model needs the same number of tries; this space has {sizes}")
+    for model, tries in space.items():
+        if "default" not in tries:
+            raise ValueError(f"{model}: the defaults must be one of the tries")
+
+
+def overrides_of(tries: Overrides, cfg: CN) -> list[str]:
+    return list(tries(cfg) if callable(tries) else tries)
+
+
+def score(record: dict[str, Any]) -> tuple[float, float]:
+    """(mAP, Rank-1), each the mean over the record's validation test sets."""
+    targets = record["targets"].values()
+    return (
+        statistics.fmean(t["mAP"] for t in targets),
+        statistics.fmean(t["rank1"] for t in targets),
+    )
+
+
+def choose(results: dict[str, dict[str, list[dict]]]) -> dict[str, str]:
+    """Per model, the try whose records have the best mean (mAP, Rank-1)."""
+    chosen = {}
+    for model, tries in results.items():
+        means = {
+            name: tuple(statistics.fmean(s) for s in zip(*(score(r) for r in records)))
+            for name, records in tries.items()
+            if records
+        }
+        chosen[model] = max(means, key=lambda name: means[name])
+    return chosen
+
+
+def main() -> None:
+    parser = _suite.parser(__doc__, "tune")
+    parser.add_argument("--benchmark", choices=("embedded", "cuhk03"), default="embedded")
+    parser.add_argument("--space", choices=sorted(SPACES), default="weights")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--data-root", default="", help="cuhk03: folder with the real data")
+    parser.add_argument("--work-dir", type=Path, default=None, help="default outputs/tune_*")
+    parser.add_argument("--list", action="store_true", help="print the spaces and exit")
+    parser.add_argument(
+        "--no-train", action="store_true", help="summarise the runs already in --work-dir only"
+    )
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = parser.parse_args()
+    if args.list:
+        for name, space in SPACES.items():
+            for model, tries in space.items():
+                print(f"{name} {model}: " + ", ".join(tries))
+        return
+    _suite.setup_logging()
+    space = SPACES[args.space]
+    check_space(space)
+    name = f"{args.benchmark}_{args.space}"
+    if args.output == _suite.RESULTS / "tune.json":
+        args.output = _suite.RESULTS / f"tune_{name}.json"
+    work_dir = args.work_dir or Path(f"outputs/tune_{name}")
+    opts = [*args.opts, *(["data.root", args.data_root] if args.data_root else [])]
+
+    results: dict[str, dict[str, list[dict]]] = {m: {t: [] for t in space[m]} for m in space}
+    overrides: dict[str, dict[str, list[str]]] = {m: {} for m in space}
+    for seed in args.seeds:
+        base = benchmark_config(args.benchmark, seed=seed, validate=True, opts=opts)
+        for model, tries in space.items():
+            for try_name, switches in tries.items():
+                extra = overrides_of(switches, base)
+                overrides[model][try_name] = extra
+                out = work_dir / f"seed{seed}" / try_name
+                done = out / model / "record.json"
+                if done.is_file():
+                    record = json.loads(done.read_text())
+                    logger.info("seed %d %s %s: reused %s", seed, model, try_name, done)
+                elif args.no_train:
+                    logger.warning("seed %d %s %s: no run (--no-train)", seed, model, try_name)
+                    continue
+                else:
+                    cfg = benchmark_config(
+                        args.benchmark, seed=seed, validate=True, opts=[*opts, *extra]
+                    )
+                    record, _ = train_variant(cfg, model, out, progress=False)
+                for res in record["targets"].values():
+                    res.pop("cmc", None)
+                record.pop("cmc", None)
+                results[model][try_name].append({**record, "seed": seed})
+                m_ap, rank1 = score(record)
+                logger.info(
+                    "seed %d %s %s: validation R1 %.1f mAP %.1f",
+                    seed, model, try_name, 100 * rank1, 100 * m_ap,
+                )  # fmt: skip
+
+    chosen = choose(results)
+    rows, summary = [], {}
+    for model, tries in results.items():
+        summary[model] = {}
+        for try_name, records in tries.items():
+            if not records:
+                continue
+            m_ap, rank1 = (statistics.fmean(s) for s in zip(*(score(r) for r in records)))
+            summary[model][try_name] = {
+                "overrides": overrides[model][try_name],
+                "seeds": [r["seed"] for r in records],
+                "rank1": 100 * rank1,
+                "mAP": 100 * m_ap,
+                "mINP": 100 * statistics.fmean(
+                    statistics.fmean(t["mINP"] for t in r["targets"].values()) for r in records
+                ),
+                "train_and_eval_seconds": statistics.fmean(
+                    r["train_and_eval_seconds"] for r in records
+                ),
+            }  # fmt: skip
+            s = summary[model][try_name]
+            mark = "chosen" if chosen.get(model) == try_name else ""
+            rows.append([model, try_name, " ".join(s["overrides"]) or "(defaults)",
+                         f"{s['rank1']:.1f}", f"{s['mAP']:.1f}", f"{s['mINP']:.1f}", mark])  # fmt: skip
+    text = tabulate(
+        rows,
+        headers=["model", "try", "overrides", "val Rank-1", "val mAP", "val mINP", ""],
+        tablefmt="github",
+    )
+    print(text)
+    report = {
+        "benchmark": args.benchmark,
+        "split": "validation",
+        "space": args.space,
+        "seeds": args.seeds,
+        "overrides": list(args.opts),
+        "tries_per_model": {m: len(t) for m, t in space.items()},
+        "criterion": "validation mAP (mean over seeds and validation test sets); Rank-1 on ties",
+        "note": "metrics in percent; no test set was read",
+        "chosen": {m: {"try": t, "overrides": overrides[m][t]} for m, t in chosen.items()},
+        "summary": summary,
+        "runs": {m: {t: rs for t, rs in tries.items()} for m, tries in results.items()},
+        "table": text,
+    }
+    _suite.write_report(report, args.output)
+
+
+if __name__ == "__main__":
+    main()
