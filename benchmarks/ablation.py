@@ -8,7 +8,7 @@ the data and the training; on CUHK03 (fixed data) the training only.
 
     python benchmarks/ablation.py [--benchmark embedded|cuhk03] [--seeds 0 1 2]
         [--variants ...] [--data-root DIR] [--validate] [--work-dir DIR] [--output JSON]
-        [--restore-from JSON ...] [KEY VALUE ...]
+        [--restore-from JSON ...] [--tuned JSON ...] [KEY VALUE ...]
 
 Writes ``benchmarks/results/ablation_<benchmark>.json`` (every run and the summary) and prints
 the table. A run already in ``--work-dir`` (its ``record.json``) is reused, so an interrupted
@@ -16,7 +16,10 @@ sweep resumes and ``pgflkd run --seed N --output <work-dir>/seedN`` counts for i
 ``--restore-from`` takes the runs of earlier reports of this script (their ``runs``) for the
 variants and seeds asked for, after checking that each run's settings are the ones this
 invocation would train with; the report's ``provenance`` says which records were trained,
-reused or restored, and from where.
+reused or restored, and from where. ``--tuned`` applies the choices of ``benchmarks/tune.py``
+reports (made on the validation split): the baseline's to the variants named ``baseline*``
+(the baseline, C4, the baseline with occlusion), PGFL-KD's to every other variant, before the
+variant's own switches (so C4 doubles the tuned schedule).
 """
 
 from __future__ import annotations
@@ -135,6 +138,33 @@ def restore_records(
     return restored
 
 
+def model_of(variant: str) -> str:
+    """Whose tuned choices a variant takes: the baseline's or PGFL-KD's."""
+    return "baseline" if variant.startswith("baseline") else "pgflkd"
+
+
+def tuned_overrides(reports: list[Path], benchmark: str) -> dict[str, list[str]]:
+    """``{"baseline": [...], "pgflkd": [...]}``: the KEY VALUE overrides chosen in ``reports``
+    (``benchmarks/tune.py`` reports on ``benchmark``'s validation split), in order."""
+    tuned: dict[str, list[str]] = {"baseline": [], "pgflkd": []}
+    for path in reports:
+        try:
+            report = json.loads(Path(path).read_text())
+            chosen, split, on = report["chosen"], report["split"], report["benchmark"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"--tuned {path}: not a report of benchmarks/tune.py ({exc})") from exc
+        if split != "validation" or on != benchmark:
+            raise SystemExit(
+                f"--tuned {path}: choices made on {on}'s {split} split; this run needs "
+                f"{benchmark}'s validation split"
+            )
+        for model in tuned:
+            if model not in chosen:
+                raise SystemExit(f"--tuned {path}: no choice for {model}")
+            tuned[model] += [str(v) for v in chosen[model]["overrides"]]
+    return tuned
+
+
 def table(summary: dict[str, Any]) -> str:
     rows = []
     for s in summary.values():
@@ -169,6 +199,14 @@ def main() -> None:
         help="earlier reports of this script whose runs count for this one (settings checked)",
     )
     parser.add_argument(
+        "--tuned",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="benchmarks/tune.py reports whose chosen settings the runs take (per model)",
+    )
+    parser.add_argument(
         "--no-train", action="store_true", help="summarise the runs already in --work-dir only"
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
@@ -179,16 +217,24 @@ def main() -> None:
         args.output = _suite.RESULTS / f"ablation_{name}.json"
     work_dir = args.work_dir or Path(f"outputs/ablation_{name}")
     opts = [*args.opts, *(["data.root", args.data_root] if args.data_root else [])]
+    tuned = tuned_overrides(args.tuned, args.benchmark)
 
     runs: dict[str, dict[int, dict]] = {v: {} for v in args.variants}
     provenance: dict[str, dict[str, str]] = {v: {} for v in args.variants}
     for seed in args.seeds:
-        cfg = benchmark_config(
-            args.benchmark, seed=seed, preset=args.preset, validate=args.validate, opts=opts
-        )
+        cfgs = {
+            model: benchmark_config(
+                args.benchmark, seed=seed, preset=args.preset, validate=args.validate,
+                opts=[*opts, *extra],
+            )
+            for model, extra in tuned.items()
+        }  # fmt: skip
         out = work_dir / f"seed{seed}"
-        restore_records(args.restore_from, cfg, seed, args.variants, out)
+        for model, cfg in cfgs.items():
+            mine = [v for v in args.variants if model_of(v) == model]
+            restore_records(args.restore_from, cfg, seed, mine, out)
         for variant in args.variants:
+            cfg = cfgs[model_of(variant)]
             done = out / variant / "record.json"
             if done.is_file():
                 runs[variant][seed] = record = json.loads(done.read_text())
@@ -224,6 +270,7 @@ def main() -> None:
         "benchmark": name,
         "seeds": args.seeds,
         "overrides": list(args.opts),
+        "tuned": {"reports": [str(p) for p in args.tuned], "overrides": tuned},
         "settings": first["settings"],
         "note": "metrics in percent; mean and sample standard deviation over seeds; gains are "
         "paired per seed (same seed, same data) against the baseline",

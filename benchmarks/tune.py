@@ -183,9 +183,11 @@ def main() -> None:
                 ),
             }  # fmt: skip
             s = summary[model][try_name]
-            mark = "chosen" if chosen.get(model) == try_name else ""
-            rows.append([model, try_name, " ".join(s["overrides"]) or "(defaults)",
-                         f"{s['rank1']:.1f}", f"{s['mAP']:.1f}", f"{s['mINP']:.1f}", mark])  # fmt: skip
+            rows.append([
+                model, try_name, " ".join(s["overrides"]) or "(defaults)",
+                *(f"{s[m]:.1f}" for m in ("rank1", "mAP", "mINP")),
+                "chosen" if chosen.get(model) == try_name else "",
+            ])  # fmt: skip
     text = tabulate(
         rows,
         headers=["model", "try", "overrides", "val Rank-1", "val mAP", "val mINP", ""],

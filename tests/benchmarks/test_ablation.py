@@ -100,3 +100,53 @@ def test_report_says_where_each_record_came_from(
     }
     gain = report["summary"]["pgflkd"]["targets"]["synthetic_occluded"]["gain_over_baseline"]
     assert gain["rank1"]["mean"] == pytest.approx(40.0)  # 0.6 trained vs 0.2 restored
+
+
+def test_tuned_choices_go_to_their_model_before_the_variant_switches(
+    ab: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained: dict[str, Any] = {}
+
+    def fake_train(cfg: Any, variant: str, output: Path, **kw: Any) -> tuple[dict, None]:
+        trained[variant] = variant_config(cfg, variant)
+        record = _record(cfg, variant, 0.5)
+        write_json(record, output / variant / "record.json")
+        return record, None
+
+    tune = write_json({
+        "benchmark": "embedded", "split": "validation",
+        "chosen": {
+            "baseline": {"try": "epochs_x2", "overrides": ["train.max_epoch", 60]},
+            "pgflkd": {"try": "kd_x2", "overrides": ["loss.kd_feat", "20.0"]},
+        },
+    }, tmp_path / "tune.json")  # fmt: skip
+    monkeypatch.setattr(ab, "train_variant", fake_train)
+    out = tmp_path / "report.json"
+    monkeypatch.setattr(sys, "argv", [
+        "ablation.py", "--seeds", "0", "--variants", "baseline", "baseline_2x", "stripes",
+        "--work-dir", str(tmp_path / "work"), "--output", str(out), "--tuned", str(tune),
+    ])  # fmt: skip
+    ab.main()
+    assert trained["baseline"].train.max_epoch == 60 and trained["baseline"].loss.kd_feat == 10.0
+    assert trained["baseline_2x"].train.max_epoch == 120  # C4: twice the *tuned* schedule
+    assert trained["stripes"].loss.kd_feat == 20.0 and trained["stripes"].train.max_epoch == 30
+    assert json.loads(out.read_text())["tuned"]["overrides"]["pgflkd"] == ["loss.kd_feat", "20.0"]
+
+
+def test_tuned_refuses_choices_made_on_another_split_or_benchmark(
+    ab: ModuleType, tmp_path: Path
+) -> None:
+    test_split = write_json(
+        {"benchmark": "embedded", "split": "test", "chosen": {}}, tmp_path / "t.json"
+    )
+    with pytest.raises(SystemExit, match=r"t\.json: choices made on embedded's test split"):
+        ab.tuned_overrides([test_split], "embedded")
+    other = write_json(
+        {"benchmark": "cuhk03", "split": "validation", "chosen": {}}, tmp_path / "c.json"
+    )
+    with pytest.raises(SystemExit, match="made on cuhk03's validation split"):
+        ab.tuned_overrides([other], "embedded")
+    (tmp_path / "x.json").write_text("[]")
+    with pytest.raises(SystemExit, match=r"x\.json: not a report of benchmarks/tune\.py"):
+        ab.tuned_overrides([tmp_path / "x.json"], "embedded")
+    assert ab.model_of("baseline+occ") == "baseline" and ab.model_of("no_kd_attn") == "pgflkd"

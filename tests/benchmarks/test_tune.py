@@ -1,0 +1,71 @@
+"""benchmarks/tune.py: equal tries per model, every try on the validation split, the choice
+by validation mAP, and resuming from the runs already trained (``train_variant`` is faked)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from torchreid_pgflkd.config.experiment import settings_of, variant_config
+from torchreid_pgflkd.config.presets import VALIDATION_DATA_SEED
+from torchreid_pgflkd.utils.io import write_json
+
+SCRIPT = "tune"  # imported by the bench_script fixture (conftest.py)
+
+
+@pytest.fixture(scope="module")
+def tune(bench_script: ModuleType) -> ModuleType:
+    return bench_script
+
+
+def test_a_space_must_give_every_model_the_same_tries_and_the_defaults(tune: ModuleType) -> None:
+    for space in tune.SPACES.values():
+        tune.check_space(space)
+    with pytest.raises(ValueError, match="same number of tries"):
+        tune.check_space({"baseline": {"default": []}, "pgflkd": {"default": [], "b": []}})
+    with pytest.raises(ValueError, match="pgflkd: the defaults must be one of the tries"):
+        tune.check_space({"baseline": {"default": []}, "pgflkd": {"other": []}})
+
+
+def test_tries_train_on_the_validation_split_and_the_best_mAP_is_chosen(
+    tune: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Any] = []
+    # validation mAP: the baseline's by learning rate (best x2), PGFL-KD's by the feature
+    # distillation weight (best at the default 10)
+    quality = {("baseline", 0.001): 0.2, ("baseline", 0.002): 0.3, ("baseline", 0.0005): 0.1,
+               ("pgflkd", 10.0): 0.4, ("pgflkd", 20.0): 0.35, ("pgflkd", 5.0): 0.3}  # fmt: skip
+
+    def fake_train(cfg: Any, variant: str, output: Path, **kw: Any) -> tuple[dict, None]:
+        cfg = variant_config(cfg, variant)
+        seen.append(cfg)
+        q = quality[variant, cfg.train.lr if variant == "baseline" else cfg.loss.kd_feat]
+        target = {"rank1": q + 0.1, "rank5": 0.9, "mAP": q, "mINP": q / 2}
+        record = {"variant": variant, **target, "targets": {"synthetic_occluded": target},
+                  "train_and_eval_seconds": 1.0, "settings": settings_of(cfg)}  # fmt: skip
+        write_json(record, output / variant / "record.json")
+        return record, None
+
+    monkeypatch.setattr(tune, "train_variant", fake_train)
+    out, work = tmp_path / "tune.json", tmp_path / "work"
+    argv = ["tune.py", "--space", "weights", "--work-dir", str(work), "--output", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    tune.main()
+    assert len(seen) == 6  # three tries each
+    assert {c.synthetic.seed for c in seen} == {VALIDATION_DATA_SEED}  # never the test draw
+    report = json.loads(out.read_text())
+    assert report["split"] == "validation" and report["tries_per_model"] == {
+        "baseline": 3, "pgflkd": 3,
+    }  # fmt: skip
+    assert report["chosen"]["baseline"] == {"try": "lr_x2", "overrides": ["train.lr", "0.002"]}
+    assert report["chosen"]["pgflkd"] == {"try": "default", "overrides": []}
+    assert report["summary"]["pgflkd"]["kd_x2"]["mAP"] == pytest.approx(35.0)
+
+    seen.clear()  # a second run reuses every record and trains nothing
+    tune.main()
+    assert seen == [] and json.loads(out.read_text())["chosen"] == report["chosen"]
