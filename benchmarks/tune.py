@@ -9,7 +9,8 @@ test set is read. The chosen try of each model is the one with the best validati
 (mean over ``--seeds`` and validation test sets; Rank-1 breaks ties).
 
     python benchmarks/tune.py --benchmark embedded|cuhk03 --space NAME [--seeds 0]
-        [--data-root DIR] [--work-dir DIR] [--output JSON] [--no-train] [KEY VALUE ...]
+        [--data-root DIR] [--work-dir DIR] [--output JSON] [--no-train]
+        [--models M ...] [--tries T ...] [KEY VALUE ...]
 
 Spaces (``--list`` prints them): ``weights`` gives PGFL-KD its distillation weights at half
 and twice the defaults, and the baseline its learning rate at half and twice; ``schedule``
@@ -19,7 +20,10 @@ stretched), and a light occlusion augmentation (``data.occlusion_prob 0.2``).
 Writes ``benchmarks/results/tune_<benchmark>_<space>.json``: every try's validation figures,
 the chosen try per model, and its overrides (``chosen``), which ``ablation.py --tuned`` applies
 to the test runs. Runs are kept in ``--work-dir`` (``seedN/<try>/<model>/record.json``) and
-reused, so an interrupted search resumes.
+reused, so an interrupted search resumes. ``--models`` / ``--tries`` train only those (to
+split a search between processes or machines sharing the work dir; a run folder in use by
+another process is refused, not shared); a last call without them, or with ``--no-train``,
+makes the choice from every run there.
 """
 
 from __future__ import annotations
@@ -112,6 +116,8 @@ def main() -> None:
     parser.add_argument("--data-root", default="", help="cuhk03: folder with the real data")
     parser.add_argument("--work-dir", type=Path, default=None, help="default outputs/tune_*")
     parser.add_argument("--list", action="store_true", help="print the spaces and exit")
+    parser.add_argument("--models", nargs="+", default=None, help="train only these models")
+    parser.add_argument("--tries", nargs="+", default=None, help="train only these tries")
     parser.add_argument(
         "--no-train", action="store_true", help="summarise the runs already in --work-dir only"
     )
@@ -130,6 +136,16 @@ def main() -> None:
         args.output = _suite.RESULTS / f"tune_{name}.json"
     work_dir = args.work_dir or Path(f"outputs/tune_{name}")
     opts = [*args.opts, *(["data.root", args.data_root] if args.data_root else [])]
+    all_tries = {t for tries in space.values() for t in tries}
+    for asked, known in ((args.models, space), (args.tries, all_tries)):
+        unknown = sorted(set(asked or ()) - set(known))
+        if unknown:
+            raise SystemExit(f"space {args.space!r} has no {unknown}; it has {sorted(known)}")
+
+    def wanted(model: str, try_name: str) -> bool:
+        return (args.models is None or model in args.models) and (
+            args.tries is None or try_name in args.tries
+        )
 
     results: dict[str, dict[str, list[dict]]] = {m: {t: [] for t in space[m]} for m in space}
     overrides: dict[str, dict[str, list[str]]] = {m: {} for m in space}
@@ -144,8 +160,9 @@ def main() -> None:
                 if done.is_file():
                     record = json.loads(done.read_text())
                     logger.info("seed %d %s %s: reused %s", seed, model, try_name, done)
-                elif args.no_train:
-                    logger.warning("seed %d %s %s: no run (--no-train)", seed, model, try_name)
+                elif args.no_train or not wanted(model, try_name):
+                    logger.warning("seed %d %s %s: no run here (not asked to train it)",
+                                   seed, model, try_name)  # fmt: skip
                     continue
                 else:
                     cfg = benchmark_config(

@@ -69,3 +69,26 @@ def test_tries_train_on_the_validation_split_and_the_best_mAP_is_chosen(
     seen.clear()  # a second run reuses every record and trains nothing
     tune.main()
     assert seen == [] and json.loads(out.read_text())["chosen"] == report["chosen"]
+
+
+def test_models_and_tries_restrict_what_is_trained(
+    tune: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained: list[tuple[str, str]] = []
+
+    def fake_train(cfg: Any, variant: str, output: Path, **kw: Any) -> tuple[dict, None]:
+        trained.append((variant, output.name))
+        target = {"rank1": 0.5, "rank5": 0.9, "mAP": 0.4, "mINP": 0.2}
+        record = {"variant": variant, **target, "targets": {"synthetic_occluded": target},
+                  "train_and_eval_seconds": 1.0}  # fmt: skip
+        write_json(record, output / variant / "record.json")
+        return record, None
+
+    monkeypatch.setattr(tune, "train_variant", fake_train)
+    base = ["tune.py", "--work-dir", str(tmp_path / "w"), "--output", str(tmp_path / "t.json")]
+    monkeypatch.setattr(sys, "argv", [*base, "--models", "pgflkd", "--tries", "kd_x2", "default"])
+    tune.main()
+    assert sorted(trained) == [("pgflkd", "default"), ("pgflkd", "kd_x2")]
+    monkeypatch.setattr(sys, "argv", [*base, "--tries", "lr_x3"])
+    with pytest.raises(SystemExit, match=r"space 'weights' has no \['lr_x3'\]"):
+        tune.main()
