@@ -104,7 +104,8 @@ def choose(results: dict[str, dict[str, list[dict]]]) -> dict[str, str]:
             for name, records in tries.items()
             if records
         }
-        chosen[model] = max(means, key=lambda name: means[name])
+        if means:  # a model with no run yet has no choice
+            chosen[model] = max(means, key=lambda name: means[name])
     return chosen
 
 
