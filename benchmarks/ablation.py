@@ -102,6 +102,18 @@ def summarise(runs: dict[str, dict[int, dict]], reference: str = "baseline") -> 
 _NOT_COMPARED = ("device", "dataset_dir")
 
 
+# A record restored under another variant's name must state at least these settings.
+_IDENTITY = ("seed", "feb", "sab", "interaction", "epochs", "lr", "loss_weights", "pose_source")
+
+
+def first_difference(want: dict[str, Any], have: dict[str, Any]) -> str | None:
+    """The first setting (of those both state) in which ``have`` differs from ``want``."""
+    for key in sorted(set(want) & set(have)):
+        if key not in _NOT_COMPARED and want[key] != have[key]:
+            return f"{key} = {have[key]!r}, this run asks for {want[key]!r}"
+    return None
+
+
 def restore_records(
     reports: list[Path], cfg: Any, seed: int, variants: list[str], seed_dir: Path
 ) -> dict[str, str]:
@@ -110,31 +122,47 @@ def restore_records(
 
     A record is restored only when its settings equal those ``train_variant`` would train
     with here (``cfg`` plus the variant's switches; keys older reports lack are not
-    compared); otherwise this exits naming the report, the variant and the first setting
-    that differs. Returns ``{variant: report path}`` for the records written.
+    compared): the variant's own record first, else a record of another variant with the
+    same settings (a baseline tuned to twice the epochs is an earlier report's C4 run). A
+    record of the variant with other settings is not restored (the variant then trains) and
+    a warning names the report and the first setting that differs. Returns ``{variant:
+    where it came from}`` for the records written.
     """
-    restored: dict[str, str] = {}
+    loaded = []
     for path in reports:
         try:
-            report = json.loads(Path(path).read_text())
-            runs = report["runs"]
-        except (OSError, ValueError, KeyError) as exc:
+            runs = json.loads(Path(path).read_text())["runs"]
+            loaded.append((str(path), dict(runs)))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SystemExit(f"--restore-from {path}: not a report of this script ({exc})") from exc
-        for variant in variants:
-            record = runs.get(variant, {}).get(str(seed))
-            done = seed_dir / variant / "record.json"
-            if record is None or variant in restored or done.is_file():
-                continue
-            want = settings_of(variant_config(cfg, variant))
-            have = record.get("settings", {})
-            for key in sorted(set(want) & set(have)):
-                if key not in _NOT_COMPARED and want[key] != have[key]:
-                    raise SystemExit(
-                        f"--restore-from {path}: seed {seed} {variant} was trained with "
-                        f"{key} = {have[key]!r}, this run asks for {want[key]!r}"
-                    )
-            write_json({**record, "restored_from": str(path)}, done)
-            restored[variant] = str(path)
+    restored: dict[str, str] = {}
+    for variant in variants:
+        done = seed_dir / variant / "record.json"
+        if done.is_file():
+            continue
+        want = settings_of(variant_config(cfg, variant))
+        found = None
+        for own in (True, False):
+            for path, runs in loaded:
+                for name in [variant] if own else sorted(set(runs) - {variant}):
+                    record = runs.get(name, {}).get(str(seed))
+                    have = (record or {}).get("settings", {})
+                    if record is None or not (own or all(k in have for k in _IDENTITY)):
+                        continue
+                    why = first_difference(want, have)
+                    if why is None:
+                        found = found or (path, name, record)
+                    elif own:
+                        logger.warning(
+                            "--restore-from %s: seed %d %s not restored (trained with %s)",
+                            path, seed, variant, why,
+                        )  # fmt: skip
+        if found is None:
+            continue
+        path, name, record = found
+        source = path if name == variant else f"{path} (its {name} run)"
+        write_json({**record, "variant": variant, "restored_from": source}, done)
+        restored[variant] = source
     return restored
 
 

@@ -202,6 +202,8 @@ def settings_of(cfg: CN) -> dict[str, Any]:
         "pretrained": cfg.model.pretrained,
         "image_size": [cfg.data.height, cfg.data.width],
         "epochs": cfg.train.max_epoch,
+        "warmup_epochs": cfg.train.warmup_epochs,
+        "milestones": list(cfg.train.milestones),
         "batch_size": cfg.sampler.batch_size,
         "lr": cfg.train.lr,
         "num_train_ids": cfg.synthetic.num_train_ids,
