@@ -239,6 +239,8 @@ def main() -> None:
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
+    if args.opts[:1] == ["--"]:  # after a list option (--seeds, --tries, ...): -- KEY VALUE
+        args.opts = args.opts[1:]
     _suite.setup_logging()
     name = args.benchmark + ("_val" if args.validate else "")
     if args.output == _suite.RESULTS / "ablation.json":

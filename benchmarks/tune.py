@@ -10,7 +10,7 @@ test set is read. The chosen try of each model is the one with the best validati
 
     python benchmarks/tune.py --benchmark embedded|cuhk03 --space NAME [--seeds 0]
         [--data-root DIR] [--work-dir DIR] [--output JSON] [--no-train]
-        [--models M ...] [--tries T ...] [KEY VALUE ...]
+        [--models M ...] [--tries T ...] [[--] KEY VALUE ...]
 
 Spaces (``--list`` prints them): ``weights`` gives PGFL-KD its distillation weights at half
 and twice the defaults, and the baseline its learning rate at half and twice; ``schedule``
@@ -124,6 +124,8 @@ def main() -> None:
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
+    if args.opts[:1] == ["--"]:  # after a list option (--seeds, --tries, ...): -- KEY VALUE
+        args.opts = args.opts[1:]
     if args.list:
         for name, space in SPACES.items():
             for model, tries in space.items():
