@@ -38,8 +38,10 @@ from torchreid_pgflkd.config.experiment import (
     VARIANT_LABELS,
     VARIANTS,
     benchmark_config,
+    model_of,
     settings_of,
     train_variant,
+    tuned_overrides,
     variant_config,
 )
 from torchreid_pgflkd.config.presets import VALIDATE_HELP
@@ -166,33 +168,6 @@ def restore_records(
     return restored
 
 
-def model_of(variant: str) -> str:
-    """Whose tuned choices a variant takes: the baseline's or PGFL-KD's."""
-    return "baseline" if variant.startswith("baseline") else "pgflkd"
-
-
-def tuned_overrides(reports: list[Path], benchmark: str) -> dict[str, list[str]]:
-    """``{"baseline": [...], "pgflkd": [...]}``: the KEY VALUE overrides chosen in ``reports``
-    (``benchmarks/tune.py`` reports on ``benchmark``'s validation split), in order."""
-    tuned: dict[str, list[str]] = {"baseline": [], "pgflkd": []}
-    for path in reports:
-        try:
-            report = json.loads(Path(path).read_text())
-            chosen, split, on = report["chosen"], report["split"], report["benchmark"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SystemExit(f"--tuned {path}: not a report of benchmarks/tune.py ({exc})") from exc
-        if split != "validation" or on != benchmark:
-            raise SystemExit(
-                f"--tuned {path}: choices made on {on}'s {split} split; this run needs "
-                f"{benchmark}'s validation split"
-            )
-        for model in tuned:
-            if model not in chosen:
-                raise SystemExit(f"--tuned {path}: no choice for {model}")
-            tuned[model] += [str(v) for v in chosen[model]["overrides"]]
-    return tuned
-
-
 def table(summary: dict[str, Any]) -> str:
     rows = []
     for s in summary.values():
@@ -247,7 +222,10 @@ def main() -> None:
         args.output = _suite.RESULTS / f"ablation_{name}.json"
     work_dir = args.work_dir or Path(f"outputs/ablation_{name}")
     opts = [*args.opts, *(["data.root", args.data_root] if args.data_root else [])]
-    tuned = tuned_overrides(args.tuned, args.benchmark)
+    try:
+        tuned = tuned_overrides(args.tuned, args.benchmark)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
 
     runs: dict[str, dict[int, dict]] = {v: {} for v in args.variants}
     provenance: dict[str, dict[str, str]] = {v: {} for v in args.variants}

@@ -152,22 +152,3 @@ def test_tuned_choices_go_to_their_model_before_the_variant_switches(
     assert trained["baseline_2x"].train.max_epoch == 120  # C4: twice the *tuned* schedule
     assert trained["stripes"].loss.kd_feat == 20.0 and trained["stripes"].train.max_epoch == 30
     assert json.loads(out.read_text())["tuned"]["overrides"]["pgflkd"] == ["loss.kd_feat", "20.0"]
-
-
-def test_tuned_refuses_choices_made_on_another_split_or_benchmark(
-    ab: ModuleType, tmp_path: Path
-) -> None:
-    test_split = write_json(
-        {"benchmark": "embedded", "split": "test", "chosen": {}}, tmp_path / "t.json"
-    )
-    with pytest.raises(SystemExit, match=r"t\.json: choices made on embedded's test split"):
-        ab.tuned_overrides([test_split], "embedded")
-    other = write_json(
-        {"benchmark": "cuhk03", "split": "validation", "chosen": {}}, tmp_path / "c.json"
-    )
-    with pytest.raises(SystemExit, match="made on cuhk03's validation split"):
-        ab.tuned_overrides([other], "embedded")
-    (tmp_path / "x.json").write_text("[]")
-    with pytest.raises(SystemExit, match=r"x\.json: not a report of benchmarks/tune\.py"):
-        ab.tuned_overrides([tmp_path / "x.json"], "embedded")
-    assert ab.model_of("baseline+occ") == "baseline" and ab.model_of("no_kd_attn") == "pgflkd"

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from torchreid_pgflkd.cli.main import main
+from torchreid_pgflkd.utils.io import write_json
 
 
 def test_main_command_writes_results_checkpoints_and_figures(
@@ -13,9 +14,19 @@ def test_main_command_writes_results_checkpoints_and_figures(
 ) -> None:
     out = tmp_path / "out"
     opts = [*tiny_opts, "train.max_epoch", "1"]
-    assert main(["run", "--no-progress", "--seed", "3", "--output", str(out), *opts]) == 0
+    tune = write_json({  # each model's choices on the validation split (benchmarks/tune.py)
+        "benchmark": "embedded", "split": "validation", "chosen": {
+            "baseline": {"try": "lr_x2", "overrides": ["train.lr", "0.002"]},
+            "pgflkd": {"try": "kd_x2", "overrides": ["loss.kd_feat", "20.0"]},
+        },
+    }, tmp_path / "tune.json")  # fmt: skip
+    argv = ["run", "--no-progress", "--seed", "3", "--output", str(out), "--tuned", str(tune)]
+    assert main([*argv, "--", *opts]) == 0
     summary = json.loads((out / "results.json").read_text())
     assert set(summary["models"]) == {"baseline", "pgflkd"}
+    baseline, pgflkd = (summary["models"][m]["settings"] for m in ("baseline", "pgflkd"))
+    assert baseline["lr"] == 0.002 and baseline["loss_weights"]["kd_feat"] == 10.0
+    assert pgflkd["lr"] != 0.002 and pgflkd["loss_weights"]["kd_feat"] == 20.0
     for record in summary["models"].values():
         assert {"rank1", "mAP", "mINP"} <= set(record)
         assert record["settings"]["seed"] == 3 and record["settings"]["data_seed"] == 3

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from torchreid_pgflkd.config import load_config
+from torchreid_pgflkd.config.experiment import model_of, tuned_overrides
+from torchreid_pgflkd.utils.io import write_json
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "embedded.yaml"
 CONFIGS = sorted(CONFIG.parent.glob("*.yaml"))
@@ -88,3 +90,20 @@ def test_c4_doubles_each_benchmarks_own_schedule(which: str, expected: tuple) ->
     assert not (c4.model.feb or c4.model.sab or c4.model.interaction)
     with pytest.raises(ValueError, match="unknown variant 'c4'"):
         variant_config(cfg, "c4")
+
+
+def test_tuned_choices_must_come_from_this_benchmarks_validation_split(tmp_path: Path) -> None:
+    test_split = write_json(
+        {"benchmark": "embedded", "split": "test", "chosen": {}}, tmp_path / "t.json"
+    )
+    with pytest.raises(ValueError, match=r"t\.json: choices made on embedded's test split"):
+        tuned_overrides([test_split], "embedded")
+    other = write_json(
+        {"benchmark": "cuhk03", "split": "validation", "chosen": {}}, tmp_path / "c.json"
+    )
+    with pytest.raises(ValueError, match="made on cuhk03's validation split"):
+        tuned_overrides([other], "embedded")
+    (tmp_path / "x.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"x\.json: not a report of benchmarks/tune\.py"):
+        tuned_overrides([tmp_path / "x.json"], "embedded")
+    assert model_of("baseline+occ") == "baseline" and model_of("no_kd_attn") == "pgflkd"

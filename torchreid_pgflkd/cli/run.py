@@ -6,7 +6,9 @@ its occluded queries. ``--benchmark cuhk03`` trains on real CUHK03 crops with Bl
 keypoints and tests on 100 other CUHK03 people and on Partial-REID (occluded and partial
 queries). ``--validate`` runs on the validation split, where choices are made: on CUHK03 it
 trains on 643 of the training people and evaluates on the 100 held out; on the embedded
-benchmark it draws fresh people and occluders (data seed 1000 + ``--seed``).
+benchmark it draws fresh people and occluders (data seed 1000 + ``--seed``). ``--tuned``
+trains each model with its own choices from ``benchmarks/tune.py`` reports (made on the
+validation split, the same number of tries per model).
 
 Writes to ``--output``: ``results.json``, ``<variant>/last.pth`` (+ config), ``cmc.png``,
 ``ranked_list.png``, ``activations.png`` (pose maps and each branch's activation over a few
@@ -51,31 +53,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="baseline,pgflkd",
         help="comma-separated model variants (baseline, pgflkd, +feb, +sab, +kd, +interaction)",
     )
+    parser.add_argument(
+        "--tuned",
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="benchmarks/tune.py reports (this benchmark's validation split): each model trains "
+        "with its own chosen settings (end the list with -- before KEY VALUE overrides)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
 
 
 def run(args: argparse.Namespace) -> int:
-    from torchreid_pgflkd.config.experiment import benchmark_config, train_variant
+    from torchreid_pgflkd.config.experiment import (
+        benchmark_config,
+        model_of,
+        train_variant,
+        tuned_overrides,
+    )
 
-    opts = list(args.opts)
+    opts = list(args.opts[1:] if args.opts[:1] == ["--"] else args.opts)
     if args.data_root:
         opts += ["data.root", args.data_root]
-    cfg = benchmark_config(
-        args.benchmark, seed=args.seed, preset=args.preset, validate=args.validate, opts=opts
-    )
+    try:
+        tuned = tuned_overrides(args.tuned, args.benchmark)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
+    cfgs = {
+        model: benchmark_config(
+            args.benchmark, seed=args.seed, preset=args.preset, validate=args.validate,
+            opts=[*opts, *extra],
+        )
+        for model, extra in tuned.items()
+    }  # fmt: skip
     default_out = f"outputs/{args.benchmark}" + ("_val" if args.validate else "")
     output = Path(args.output or default_out)
     progress = not args.no_progress
     start = time.perf_counter()
     records, engines = {}, {}
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
+        cfg = cfgs[model_of(variant)]
         records[variant], engines[variant] = train_variant(cfg, variant, output, progress=progress)
     summary = {
         "command": "pgflkd run",
         "benchmark": args.benchmark + (" (validation)" if args.validate else ""),
         "seed": args.seed,
         "preset": args.preset,
+        "tuned": {"reports": list(args.tuned), "overrides": tuned},
         "total_seconds": time.perf_counter() - start,
         "models": records,
     }

@@ -7,6 +7,7 @@ schedule and seed; only the switches below differ. All are evaluated pose-free (
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -143,6 +144,33 @@ def variant_config(cfg: CN, variant: str, extra: list[str] | None = None) -> CN:
     cfg.merge_from_list([*switches, *(extra or [])])
     cfg.freeze()
     return cfg
+
+
+def model_of(variant: str) -> str:
+    """Whose tuned choices a variant takes: the baseline's or PGFL-KD's."""
+    return "baseline" if variant.startswith("baseline") else "pgflkd"
+
+
+def tuned_overrides(reports: list[Path], benchmark: str) -> dict[str, list[str]]:
+    """``{"baseline": [...], "pgflkd": [...]}``: the KEY VALUE overrides chosen in ``reports``
+    (``benchmarks/tune.py`` reports on ``benchmark``'s validation split), in order."""
+    tuned: dict[str, list[str]] = {"baseline": [], "pgflkd": []}
+    for path in reports:
+        try:
+            report = json.loads(Path(path).read_text())
+            chosen, split, on = report["chosen"], report["split"], report["benchmark"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"--tuned {path}: not a report of benchmarks/tune.py ({exc})") from exc
+        if split != "validation" or on != benchmark:
+            raise ValueError(
+                f"--tuned {path}: choices made on {on}'s {split} split; this run needs "
+                f"{benchmark}'s validation split"
+            )
+        for model in tuned:
+            if model not in chosen:
+                raise ValueError(f"--tuned {path}: no choice for {model}")
+            tuned[model] += [str(v) for v in chosen[model]["overrides"]]
+    return tuned
 
 
 def train_variant(
