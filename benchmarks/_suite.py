@@ -36,6 +36,22 @@ def parser(doc: str | None, name: str) -> argparse.ArgumentParser:
     return p
 
 
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """``--no-train`` and the trailing KEY VALUE config overrides of the training scripts."""
+    p.add_argument(
+        "--no-train", action="store_true", help="summarise the runs already in --work-dir only"
+    )
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="[--] KEY VALUE config overrides")
+
+
+def parse_args(p: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse; a ``--`` after a list option (``--seeds 0 1 -- KEY VALUE``) ends the list."""
+    args = p.parse_args()
+    if getattr(args, "opts", None) and args.opts[:1] == ["--"]:
+        args.opts = args.opts[1:]
+    return args
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 

@@ -24,7 +24,6 @@ variant's own switches (so C4 doubles the tuned schedule).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import statistics
@@ -209,13 +208,8 @@ def main() -> None:
         metavar="JSON",
         help="benchmarks/tune.py reports whose chosen settings the runs take (per model)",
     )
-    parser.add_argument(
-        "--no-train", action="store_true", help="summarise the runs already in --work-dir only"
-    )
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    args = parser.parse_args()
-    if args.opts[:1] == ["--"]:  # after a list option (--seeds, --tries, ...): -- KEY VALUE
-        args.opts = args.opts[1:]
+    _suite.add_run_options(parser)
+    args = _suite.parse_args(parser)
     _suite.setup_logging()
     name = args.benchmark + ("_val" if args.validate else "")
     if args.output == _suite.RESULTS / "ablation.json":

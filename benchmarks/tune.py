@@ -28,7 +28,6 @@ makes the choice from every run there.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import statistics
@@ -119,13 +118,8 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="print the spaces and exit")
     parser.add_argument("--models", nargs="+", default=None, help="train only these models")
     parser.add_argument("--tries", nargs="+", default=None, help="train only these tries")
-    parser.add_argument(
-        "--no-train", action="store_true", help="summarise the runs already in --work-dir only"
-    )
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    args = parser.parse_args()
-    if args.opts[:1] == ["--"]:  # after a list option (--seeds, --tries, ...): -- KEY VALUE
-        args.opts = args.opts[1:]
+    _suite.add_run_options(parser)
+    args = _suite.parse_args(parser)
     if args.list:
         for name, space in SPACES.items():
             for model, tries in space.items():
