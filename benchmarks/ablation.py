@@ -36,7 +36,7 @@ from tabulate import tabulate
 from torchreid_pgflkd.config.experiment import (
     VARIANT_LABELS,
     VARIANTS,
-    benchmark_config,
+    model_configs,
     model_of,
     settings_of,
     train_variant,
@@ -142,22 +142,24 @@ def restore_records(
         if done.is_file():
             continue
         want = settings_of(variant_config(cfg, variant))
+        # The variant's own records first, then other variants' records that say enough.
+        candidates = [(p, variant, runs.get(variant, {})) for p, runs in loaded] + [
+            (p, name, runs[name]) for p, runs in loaded for name in sorted(set(runs) - {variant})
+        ]
         found = None
-        for own in (True, False):
-            for path, runs in loaded:
-                for name in [variant] if own else sorted(set(runs) - {variant}):
-                    record = runs.get(name, {}).get(str(seed))
-                    have = (record or {}).get("settings", {})
-                    if record is None or not (own or all(k in have for k in _IDENTITY)):
-                        continue
-                    why = first_difference(want, have)
-                    if why is None:
-                        found = found or (path, name, record)
-                    elif own:
-                        logger.warning(
-                            "--restore-from %s: seed %d %s not restored (trained with %s)",
-                            path, seed, variant, why,
-                        )  # fmt: skip
+        for path, name, by_seed in candidates:
+            record = by_seed.get(str(seed))
+            have = (record or {}).get("settings", {})
+            if record is None or (name != variant and not all(k in have for k in _IDENTITY)):
+                continue
+            why = first_difference(want, have)
+            if why is None:
+                found = found or (path, name, record)
+            elif name == variant:
+                logger.warning(
+                    "--restore-from %s: seed %d %s not restored (trained with %s)",
+                    path, seed, variant, why,
+                )  # fmt: skip
         if found is None:
             continue
         path, name, record = found
@@ -224,13 +226,9 @@ def main() -> None:
     runs: dict[str, dict[int, dict]] = {v: {} for v in args.variants}
     provenance: dict[str, dict[str, str]] = {v: {} for v in args.variants}
     for seed in args.seeds:
-        cfgs = {
-            model: benchmark_config(
-                args.benchmark, seed=seed, preset=args.preset, validate=args.validate,
-                opts=[*opts, *extra],
-            )
-            for model, extra in tuned.items()
-        }  # fmt: skip
+        cfgs = model_configs(
+            args.benchmark, tuned, seed=seed, preset=args.preset, validate=args.validate, opts=opts
+        )
         out = work_dir / f"seed{seed}"
         for model, cfg in cfgs.items():
             mine = [v for v in args.variants if model_of(v) == model]

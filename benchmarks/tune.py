@@ -39,7 +39,12 @@ import _suite
 from tabulate import tabulate
 from yacs.config import CfgNode as CN
 
-from torchreid_pgflkd.config.experiment import benchmark_config, train_variant, twice_the_schedule
+from torchreid_pgflkd.config.experiment import (
+    benchmark_config,
+    resolve_switches,
+    train_variant,
+    twice_the_schedule,
+)
 
 logger = logging.getLogger("tune")
 
@@ -81,10 +86,6 @@ def check_space(space: dict[str, dict[str, Overrides]]) -> None:
             raise ValueError(f"{model}: the defaults must be one of the tries")
 
 
-def overrides_of(tries: Overrides, cfg: CN) -> list[str]:
-    return list(tries(cfg) if callable(tries) else tries)
-
-
 def score(record: dict[str, Any]) -> tuple[float, float]:
     """(mAP, Rank-1), each the mean over the record's validation test sets."""
     targets = record["targets"].values()
@@ -94,18 +95,13 @@ def score(record: dict[str, Any]) -> tuple[float, float]:
     )
 
 
-def choose(results: dict[str, dict[str, list[dict]]]) -> dict[str, str]:
-    """Per model, the try whose records have the best mean (mAP, Rank-1)."""
-    chosen = {}
-    for model, tries in results.items():
-        means = {
-            name: tuple(statistics.fmean(s) for s in zip(*(score(r) for r in records)))
-            for name, records in tries.items()
-            if records
-        }
-        if means:  # a model with no run yet has no choice
-            chosen[model] = max(means, key=lambda name: means[name])
-    return chosen
+def choose(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str]:
+    """Per model, the try with the best (validation mAP, Rank-1) in ``summary``."""
+    return {
+        model: max(tries, key=lambda name: (tries[name]["mAP"], tries[name]["rank1"]))
+        for model, tries in summary.items()
+        if tries  # a model with no run yet has no choice
+    }
 
 
 def main() -> None:
@@ -150,7 +146,7 @@ def main() -> None:
         base = benchmark_config(args.benchmark, seed=seed, validate=True, opts=opts)
         for model, tries in space.items():
             for try_name, switches in tries.items():
-                extra = overrides_of(switches, base)
+                extra = resolve_switches(switches, base)
                 overrides[model][try_name] = extra
                 out = work_dir / f"seed{seed}" / try_name
                 done = out / model / "record.json"
@@ -176,8 +172,7 @@ def main() -> None:
                     seed, model, try_name, 100 * rank1, 100 * m_ap,
                 )  # fmt: skip
 
-    chosen = choose(results)
-    rows, summary = [], {}
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
     for model, tries in results.items():
         summary[model] = {}
         for try_name, records in tries.items():
@@ -196,12 +191,14 @@ def main() -> None:
                     r["train_and_eval_seconds"] for r in records
                 ),
             }  # fmt: skip
-            s = summary[model][try_name]
-            rows.append([
-                model, try_name, " ".join(s["overrides"]) or "(defaults)",
-                *(f"{s[m]:.1f}" for m in ("rank1", "mAP", "mINP")),
-                "chosen" if chosen.get(model) == try_name else "",
-            ])  # fmt: skip
+    chosen = choose(summary)
+    rows = [
+        [model, try_name, " ".join(s["overrides"]) or "(defaults)",
+         *(f"{s[m]:.1f}" for m in ("rank1", "mAP", "mINP")),
+         "chosen" if chosen.get(model) == try_name else ""]
+        for model, tries in summary.items()
+        for try_name, s in tries.items()
+    ]  # fmt: skip
     text = tabulate(
         rows,
         headers=["model", "try", "overrides", "val Rank-1", "val mAP", "val mINP", ""],

@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from torchreid_pgflkd.config.experiment import (
-        benchmark_config,
+        model_configs,
         model_of,
         train_variant,
         tuned_overrides,
@@ -80,13 +80,9 @@ def run(args: argparse.Namespace) -> int:
         tuned = tuned_overrides(args.tuned, args.benchmark)
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
-    cfgs = {
-        model: benchmark_config(
-            args.benchmark, seed=args.seed, preset=args.preset, validate=args.validate,
-            opts=[*opts, *extra],
-        )
-        for model, extra in tuned.items()
-    }  # fmt: skip
+    cfgs = model_configs(
+        args.benchmark, tuned, seed=args.seed, preset=args.preset, validate=args.validate, opts=opts
+    )
     default_out = f"outputs/{args.benchmark}" + ("_val" if args.validate else "")
     output = Path(args.output or default_out)
     progress = not args.no_progress

@@ -132,7 +132,11 @@ def variant_overrides(cfg: CN, variant: str) -> list[str]:
     """The KEY VALUE overrides that turn ``cfg`` into ``variant``."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
-    switches = VARIANTS[variant]
+    return resolve_switches(VARIANTS[variant], cfg)
+
+
+def resolve_switches(switches: list[str] | Callable[[CN], list[str]], cfg: CN) -> list[str]:
+    """KEY VALUE overrides given as a list, or as a function of ``cfg`` (C4's schedule)."""
     return list(switches(cfg) if callable(switches) else switches)
 
 
@@ -144,6 +148,25 @@ def variant_config(cfg: CN, variant: str, extra: list[str] | None = None) -> CN:
     cfg.merge_from_list([*switches, *(extra or [])])
     cfg.freeze()
     return cfg
+
+
+def model_configs(
+    benchmark: str,
+    tuned: dict[str, list[str]],
+    *,
+    seed: int,
+    preset: str = "cpu",
+    validate: bool = False,
+    opts: list[str] | None = None,
+) -> dict[str, CN]:
+    """``benchmark_config`` once per model of ``tuned`` (``tuned_overrides``), each with its
+    own chosen overrides after ``opts``; pick a variant's with ``model_of``."""
+    return {
+        model: benchmark_config(
+            benchmark, seed=seed, preset=preset, validate=validate, opts=[*(opts or []), *extra]
+        )
+        for model, extra in tuned.items()
+    }
 
 
 def model_of(variant: str) -> str:
