@@ -68,7 +68,9 @@ def test_benchmark_config_validation_splits_never_touch_the_test_data():
     real = benchmark_config("cuhk03", seed=1)
     held = benchmark_config("cuhk03", seed=1, validate=True)
     assert real.data.sources == ["cuhk03_pair1"] and "partial_reid" in " ".join(real.data.targets)
-    assert held.data.sources == held.data.targets == ["cuhk03_pair1_holdout"]
+    assert held.data.sources == ["cuhk03_pair1_holdout"]
+    # the held-out people's queries in three views, none of them the augmentation's occluder
+    assert held.data.targets == [f"cuhk03_pair1_holdout_{v}" for v in ("whole", "partial", "blob")]
     assert held.train.seed == 1
     with pytest.raises(ValueError, match="embedded benchmark only"):
         benchmark_config("cuhk03", seed=0, preset="gpu")

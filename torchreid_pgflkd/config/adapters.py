@@ -106,6 +106,7 @@ def loss_weights(cfg: CN) -> LossWeights:
         kd_feat=c.kd_feat,
         kd_attn=c.kd_attn,
         inter=c.inter,
+        sab_teacher=c.sab_teacher,
     )
 
 

@@ -100,6 +100,8 @@ def get_default_config() -> CN:
     cfg.loss.kd_feat = 10.0  # weight of feature distillation FEB/SAB -> MB (ablation: +KD)
     cfg.loss.kd_attn = 1.0  # weight of spatial distillation FEB -> MB (our reading)
     cfg.loss.inter = 1.0  # weight of the interaction loss (needs model.interaction)
+    # multiplies every term through which MB learns from SAB (its logits, feature, classifier)
+    cfg.loss.sab_teacher = 1.0
     cfg.loss.margin = 0.3  # triplet margin (0 = soft margin)
     cfg.loss.label_smoothing = 0.1  # label smoothing epsilon
     cfg.loss.temperature = 4.0  # logit distillation temperature

@@ -274,6 +274,8 @@ def settings_of(cfg: CN) -> dict[str, Any]:
             k: cfg.loss[k]
             for k in ("id", "tri", "align", "kd_logit", "kd_feat", "kd_attn", "inter")
         },
+        # apart from loss_weights, so that records made before it existed still compare equal
+        "sab_teacher": cfg.loss.sab_teacher,
         "device": str(adapters.resolve_device(cfg)),
         "amp": cfg.train.amp,
         "dataset_dir": cfg.data.dataset_dir,

@@ -70,6 +70,8 @@ class LossWeights:
     at 1 each, MB took in little of its teachers' gain (teachers +12 Rank-1 over MB with
     pose; see benchmarks/ablation.py and ``PGFLKDEngine.evaluate_branches``).
     A weight applies to every term of its kind (e.g. ``kd_logit`` to both teachers' terms).
+    ``sab_teacher`` then multiplies every term through which MB learns from SAB (logit and
+    feature distillation, interaction): how much SAB teaches, 1 as in the paper's reading.
     """
 
     id: float = 1.0
@@ -79,6 +81,12 @@ class LossWeights:
     kd_feat: float = 10.0
     kd_attn: float = 1.0
     inter: float = 1.0
+    sab_teacher: float = 1.0
+
+    def of(self, name: str) -> float:
+        """The weight of the term called ``name`` (``loss_<branch>_<kind>[_<teacher>]``)."""
+        weight = getattr(self, KIND_TO_WEIGHT[term_kind(name)])
+        return weight * self.sab_teacher if name.endswith("_sab") else weight
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -300,8 +308,8 @@ def _section_terms(
     terms = [
         (BRANCHES.index(teacher or branch), i, branch, teacher, row)
         for i, row in enumerate(section)
-        if getattr(weights, KIND_TO_WEIGHT[row.kind])
         for branch, teacher in row.pairs(outputs)
+        if weights.of(term_name(row.kind, branch, teacher))
     ]
     terms.sort(key=lambda t: t[:2])
     return [(branch, teacher, row) for _, _, branch, teacher, row in terms]
@@ -310,9 +318,10 @@ def _section_terms(
 def total_loss(losses: Mapping[str, torch.Tensor], weights: LossWeights) -> torch.Tensor:
     """The one weighted sum of the terms of ``compute_losses``: the tensor to backpropagate.
 
-    Each term is weighted by the ``weights`` field of its kind (``KIND_TO_WEIGHT``).
+    Each term is weighted by the ``weights`` field of its kind (``KIND_TO_WEIGHT``), times
+    ``weights.sab_teacher`` for MB's terms from SAB (``LossWeights.of``).
     """
     if not losses:
         raise ValueError("no loss term to sum: every weight is 0 or no branch was returned")
-    weighted = [getattr(weights, KIND_TO_WEIGHT[term_kind(n)]) * v for n, v in losses.items()]
+    weighted = [weights.of(n) * v for n, v in losses.items()]
     return torch.stack(weighted).sum()

@@ -5,7 +5,12 @@ from torchreid_pgflkd.data.datasets.folder import (
     CropFolderDataset,
     CUHK03Pair1,
     CUHK03Pair1Holdout,
+    CUHK03Pair1HoldoutBlob,
+    CUHK03Pair1HoldoutPartial,
+    CUHK03Pair1HoldoutWhole,
+    SeededBlobOcclusion,
     SeededOcclusion,
+    SeededPartialView,
 )
 from torchreid_pgflkd.data.datasets.market import (
     DukeMTMCreIDPose,
@@ -35,12 +40,18 @@ DATASETS: dict[str, type] = {
     "crop_folder": CropFolderDataset,
     "cuhk03_pair1": CUHK03Pair1,
     "cuhk03_pair1_holdout": CUHK03Pair1Holdout,
+    "cuhk03_pair1_holdout_whole": CUHK03Pair1HoldoutWhole,
+    "cuhk03_pair1_holdout_partial": CUHK03Pair1HoldoutPartial,
+    "cuhk03_pair1_holdout_blob": CUHK03Pair1HoldoutBlob,
 }
 
 __all__ = [
     "DATASETS",
     "CUHK03Pair1",
     "CUHK03Pair1Holdout",
+    "CUHK03Pair1HoldoutBlob",
+    "CUHK03Pair1HoldoutPartial",
+    "CUHK03Pair1HoldoutWhole",
     "CropFolderDataset",
     "DukeMTMCreIDPose",
     "Market1501Pose",
@@ -52,6 +63,8 @@ __all__ = [
     "PartialREIDOccluded",
     "PartialREIDPartial",
     "PoseImageDataset",
+    "SeededBlobOcclusion",
     "SeededOcclusion",
+    "SeededPartialView",
     "SyntheticOccluded",
 ]

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -260,15 +260,40 @@ class CUHK03Pair1(CropFolderDataset):
         return samples
 
 
+QUERY_VIEWS = ("rectangles", "whole", "partial", "blob")
+
+
 class CUHK03Pair1Holdout(CUHK03Pair1):
     """The held-out CUHK03 train people as a validation set (``cuhk03_pair1_holdout``): train =
     the other ids, query = the held-out people's camera-0 crops, gallery = their camera-1 crops.
 
+    The same queries can be seen in several *views*, each registered under its own name so that
+    one validation run scores all of them (``cuhk03_val`` preset):
+
+    ========================== =========== ====================================================
+    name                       view        what the query looks like
+    ========================== =========== ====================================================
+    cuhk03_pair1_holdout       rectangles  a flat or noisy rectangle from the bottom or a side
+                                           (``SeededOcclusion``; the occlusion augmentation
+                                           draws the same kind of occluder)
+    cuhk03_pair1_holdout_whole whole       as it is (holistic)
+    ..._partial                partial     the top 50-80 % of the crop only, stretched back to
+                                           the input size (``SeededPartialView``)
+    ..._blob                   blob        an ellipse inside the frame, filled with a window of
+                                           another held-out person's crop (``SeededBlobOcclusion``;
+                                           a shape and a place the augmentation never draws)
+    ========================== =========== ====================================================
+
+    Every view is deterministic per file name: the same queries in every run.
+
     Args:
         holdout_ids: how many ids (the last by sorted id) to hold out.
-        occlude_queries: occlude every query at load time, deterministically per file name
-            (``SeededOcclusion``), so validation looks like an occluded benchmark.
+        occlude_queries: False shows the queries whole whatever ``query_view`` says (kept for
+            the callers that switched occlusion off this way).
+        query_view: one of ``QUERY_VIEWS``.
     """
+
+    default_view: ClassVar[str] = "rectangles"
 
     expected_counts: ClassVar[dict[str, int]] = {}
     split_dir_names: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -278,11 +303,21 @@ class CUHK03Pair1Holdout(CUHK03Pair1):
     }
 
     def __init__(
-        self, root: str = "", *, holdout_ids: int = 100, occlude_queries: bool = True, **kwargs: Any
+        self,
+        root: str = "",
+        *,
+        holdout_ids: int = 100,
+        occlude_queries: bool = True,
+        query_view: str | None = None,
+        **kwargs: Any,
     ) -> None:
         if holdout_ids < 1:
             raise ValueError(f"cuhk03_pair1_holdout needs holdout_ids >= 1, got {holdout_ids}")
-        self.occlude_queries = occlude_queries
+        view = self.default_view if query_view is None else query_view
+        if view not in QUERY_VIEWS:
+            raise ValueError(f"query_view must be one of {QUERY_VIEWS}, got {view!r}")
+        self.query_view = view if occlude_queries else "whole"
+        self.occlude_queries = self.query_view != "whole"
         kwargs.setdefault("pid_offset", 0)
         super().__init__(root, holdout_ids=holdout_ids, **kwargs)
 
@@ -294,7 +329,41 @@ class CUHK03Pair1Holdout(CUHK03Pair1):
         return samples
 
     def image_hook(self, split: str) -> ImageHook | None:
-        return SeededOcclusion() if split == "query" and self.occlude_queries else None
+        if split != "query" or self.query_view == "whole":
+            return None
+        if self.query_view == "partial":
+            return SeededPartialView()
+        if self.query_view == "blob":  # occluders from the other held-out people's crops
+            return SeededBlobOcclusion(
+                pool=[(s[0], s[1]) for s in self.gallery],
+                people={Path(s[0]).name: s[1] for s in self.query},
+            )
+        return SeededOcclusion()
+
+
+class CUHK03Pair1HoldoutWhole(CUHK03Pair1Holdout):
+    """``cuhk03_pair1_holdout`` with the queries whole (``cuhk03_pair1_holdout_whole``)."""
+
+    default_view: ClassVar[str] = "whole"
+
+
+class CUHK03Pair1HoldoutPartial(CUHK03Pair1Holdout):
+    """``cuhk03_pair1_holdout`` with partial queries (``cuhk03_pair1_holdout_partial``)."""
+
+    default_view: ClassVar[str] = "partial"
+
+
+class CUHK03Pair1HoldoutBlob(CUHK03Pair1Holdout):
+    """``cuhk03_pair1_holdout`` with blob-occluded queries (``cuhk03_pair1_holdout_blob``)."""
+
+    default_view: ClassVar[str] = "blob"
+
+
+def _seeded_rng(seed: int, img_path: str) -> np.random.Generator:
+    """A generator seeded by ``seed`` and the file *name* (not its folder): the same draw for
+    the same image wherever the data lives, in every run and worker."""
+    digest = hashlib.sha256(f"{seed}:{Path(img_path).name}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
 class SeededOcclusion:
@@ -308,12 +377,8 @@ class SeededOcclusion:
             raise ValueError(f"area must satisfy 0 < low <= high < 1, got {area}")
         self.area, self.seed = area, int(seed)
 
-    def rng(self, img_path: str) -> np.random.Generator:
-        digest = hashlib.sha256(f"{self.seed}:{Path(img_path).name}".encode()).digest()
-        return np.random.default_rng(int.from_bytes(digest[:8], "little"))
-
     def __call__(self, image: Image.Image, img_path: str) -> Image.Image:
-        rng = self.rng(img_path)
+        rng = _seeded_rng(self.seed, img_path)
         frac = rng.uniform(*self.area)
         side = ("bottom", "left", "right")[int(rng.integers(3))]
         w, h = image.size
@@ -333,3 +398,85 @@ class SeededOcclusion:
 
     def __repr__(self) -> str:
         return f"SeededOcclusion(area={self.area}, seed={self.seed})"
+
+
+class SeededPartialView:
+    """Keep only the top ``keep`` (fraction range) of an image's height, as a partial query
+    cut by the frame or an occluder; the transform then stretches it to the input size.
+    Seeded by the file name (and ``seed``), like ``SeededOcclusion``.
+    """
+
+    def __init__(self, *, keep: tuple[float, float] = (0.5, 0.8), seed: int = 0) -> None:
+        if not 0 < keep[0] <= keep[1] <= 1:
+            raise ValueError(f"keep must satisfy 0 < low <= high <= 1, got {keep}")
+        self.keep, self.seed = keep, int(seed)
+
+    def __call__(self, image: Image.Image, img_path: str) -> Image.Image:
+        frac = _seeded_rng(self.seed, img_path).uniform(*self.keep)
+        w, h = image.size
+        return image.crop((0, 0, w, max(1, int(round(frac * h)))))
+
+    def __repr__(self) -> str:
+        return f"SeededPartialView(keep={self.keep}, seed={self.seed})"
+
+
+class SeededBlobOcclusion:
+    """Cover ``area`` (fraction range) of an image with an ellipse inside the frame, filled with
+    a window of another person's crop from ``pool`` (``(path, pid)`` pairs; a crop of the same
+    person, by ``pool`` or by ``people``, file name -> pid, is never chosen). The centre lies in the lower three quarters, so the ellipse may
+    touch an edge but is not anchored to one. Seeded by the file name (and ``seed``).
+
+    Raises:
+        ValueError: an empty pool, an image of no known person, or a pool with no other
+            person than the image's.
+        OSError: an occluder image that cannot be read (its path in the message).
+    """
+
+    def __init__(
+        self,
+        *,
+        pool: Sequence[tuple[str, int]],
+        people: Mapping[str, int] | None = None,
+        area: tuple[float, float] = (0.25, 0.4),
+        seed: int = 0,
+    ) -> None:
+        if not 0 < area[0] <= area[1] < 1:
+            raise ValueError(f"area must satisfy 0 < low <= high < 1, got {area}")
+        if not pool:
+            raise ValueError("SeededBlobOcclusion needs a pool of (path, pid) occluder crops")
+        self.pool = sorted((str(p), int(pid)) for p, pid in pool)
+        self._pid_of = {Path(p).name: pid for p, pid in self.pool}
+        self._pid_of.update({str(k): int(v) for k, v in (people or {}).items()})
+        self.area, self.seed = area, int(seed)
+
+    def __call__(self, image: Image.Image, img_path: str) -> Image.Image:
+        rng = _seeded_rng(self.seed, img_path)
+        own = self._pid_of.get(Path(img_path).name)
+        if own is None:
+            raise ValueError(f"{img_path}: not a known person of the occluder pool or `people`")
+        others = [p for p, pid in self.pool if pid != own]
+        if not others:
+            raise ValueError(f"{img_path}: the occluder pool holds no other person")
+        w, h = image.size
+        frac = rng.uniform(*self.area)
+        aspect = rng.uniform(0.5, 2.0)  # ellipse height / width, in units of the image's sides
+        # area of an ellipse with semi-axes a (x) and b (y): pi a b = frac w h
+        a = np.sqrt(frac * w * h / (np.pi * aspect * h / w))
+        b = aspect * a * h / w
+        a, b = min(a, 0.6 * w), min(b, 0.6 * h)
+        cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.25, 0.9) * h
+        path = others[int(rng.integers(len(others)))]
+        try:
+            with Image.open(path) as src:
+                occluder = np.asarray(src.convert("RGB").resize((w, h), Image.BILINEAR))
+        except OSError as exc:
+            raise OSError(f"cannot read occluder image {path}: {exc}") from exc
+        occluder = np.roll(occluder, (int(rng.integers(h)), int(rng.integers(w))), axis=(0, 1))
+        yy, xx = np.mgrid[0:h, 0:w]
+        inside = ((xx + 0.5 - cx) / a) ** 2 + ((yy + 0.5 - cy) / b) ** 2 <= 1.0
+        arr = np.array(image.convert("RGB"))
+        arr[inside] = occluder[inside]
+        return Image.fromarray(arr)
+
+    def __repr__(self) -> str:
+        return f"SeededBlobOcclusion(pool={len(self.pool)} crops, area={self.area}, seed={self.seed})"
