@@ -17,7 +17,9 @@ from torchreid_pgflkd.data.datasets import (
     DATASETS,
     CropFolderDataset,
     CUHK03Pair1Holdout,
+    SeededBlobOcclusion,
     SeededOcclusion,
+    SeededPartialView,
 )
 from torchreid_pgflkd.data.loaders import build_test_loader, dataset_image_hook
 from torchreid_pgflkd.data.transforms import build_pose_transforms
@@ -29,6 +31,9 @@ NAMES = (
     "crop_folder",
     "cuhk03_pair1",
     "cuhk03_pair1_holdout",
+    "cuhk03_pair1_holdout_whole",
+    "cuhk03_pair1_holdout_partial",
+    "cuhk03_pair1_holdout_blob",
     "partial_reid_occluded",
     "partial_reid_partial",
 )
@@ -219,6 +224,80 @@ def test_seeded_occlusion_is_deterministic_and_covers_30_to_50_percent() -> None
     assert np.asarray(base).max() == 7  # the input is not modified
     a, b = (np.asarray(occ(base, f"{n}.jpg")) for n in ("0001_00", "0002_00"))
     assert not np.array_equal(a, b)
+
+
+def test_seeded_partial_view_keeps_the_top_50_to_80_percent() -> None:
+    base = Image.fromarray(
+        np.arange(100 * 40 * 3, dtype=np.uint32).reshape(100, 40, 3).astype(np.uint8)
+    )
+    kept = set()
+    for i in range(40):
+        out = SeededPartialView()(base, f"/a/{i:04d}_01.jpg")
+        assert out.width == 40 and 50 <= out.height <= 80
+        np.testing.assert_array_equal(np.asarray(out), np.asarray(base)[: out.height])
+        assert out.size == SeededPartialView()(base, f"/b/{i:04d}_01.jpg").size  # by name
+        kept.add(out.height)
+    assert len(kept) > 10  # the cut varies from image to image
+    with pytest.raises(ValueError, match="keep"):
+        SeededPartialView(keep=(0.9, 0.5))
+
+
+def _solid_crops(folder: Path, colours: dict[str, int]) -> list[tuple[str, int]]:
+    pool = []
+    for name, value in colours.items():
+        path = folder / name
+        Image.fromarray(np.full((60, 30, 3), value, np.uint8)).save(path)
+        pool.append((str(path), int(name[:4])))
+    return pool
+
+
+def test_seeded_blob_occlusion_pastes_another_person_inside_the_frame(tmp_path: Path) -> None:
+    pool = _solid_crops(tmp_path, {"0001_05.png": 200, "0002_05.png": 90})
+    blob = SeededBlobOcclusion(pool=pool, people={"0001_00.jpg": 1, "0002_00.jpg": 2})
+    base = Image.fromarray(np.full((128, 64, 3), 7, np.uint8))
+    for name, other in (("0001_00.jpg", 90), ("0002_00.jpg", 200)):
+        out = np.asarray(blob(base, f"/q/{name}"))
+        covered = (out != 7).any(axis=2)
+        assert 0.2 <= covered.mean() <= 0.45  # about the 25-40 % asked (clipped at the edges)
+        assert set(np.unique(out[covered])) == {other}  # never the person's own crop
+        np.testing.assert_array_equal(out, np.asarray(blob(base, f"/elsewhere/{name}")))
+        rows, cols = np.nonzero(covered)
+        # an ellipse, not a rectangle from an edge: its bounding box is not all covered
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert covered.sum() < 0.9 * box
+    with pytest.raises(ValueError, match="no other person"):
+        SeededBlobOcclusion(pool=pool[:1])(base, "/q/0001_05.png")
+    with pytest.raises(ValueError, match="not a known person"):
+        blob(base, "/q/0003_00.jpg")
+    with pytest.raises(ValueError, match="pool"):
+        SeededBlobOcclusion(pool=[])
+    (tmp_path / "0002_05.png").write_bytes(b"not an image")
+    with pytest.raises(OSError, match="0002_05.png"):
+        blob(base, "/q/0001_00.jpg")
+
+
+@pytest.mark.parametrize(
+    ("name", "hook"),
+    [
+        ("cuhk03_pair1_holdout", SeededOcclusion),
+        ("cuhk03_pair1_holdout_whole", None),
+        ("cuhk03_pair1_holdout_partial", SeededPartialView),
+        ("cuhk03_pair1_holdout_blob", SeededBlobOcclusion),
+    ],
+)
+def test_holdout_views_share_the_people_and_differ_in_the_query_hook(
+    data: Path, name: str, hook: type | None
+) -> None:
+    val = _init(name, root=str(data), mode="query")
+    assert (len(val.query), len(val.gallery), val.num_train_pids) == (484, 491, 643)
+    got = dataset_image_hook(val, "query")
+    assert got is None if hook is None else isinstance(got, hook)
+    assert dataset_image_hook(val, "gallery") is None
+    if isinstance(got, SeededBlobOcclusion):  # every query can be occluded: its person is known
+        img = Image.open(val.query[0][0]).convert("RGB")
+        assert np.asarray(got(img, val.query[0][0])).shape == np.asarray(img).shape
+    with pytest.raises(ValueError, match="query_view"):
+        _init("cuhk03_pair1_holdout", root=str(data), mode="query", query_view="sideways")
 
 
 def test_holdout_queries_are_occluded_by_the_test_loader(data: Path) -> None:

@@ -234,6 +234,25 @@ def test_total_is_the_weighted_sum_by_kind():
     assert total_loss(losses, weights).item() == pytest.approx(17.25)
 
 
+def test_sab_teacher_scales_only_what_mb_learns_from_sab():
+    out, maps = fake_outputs(), fake_pose_maps()
+    full = losses_of(out, maps)
+    from_sab = {n for n in full if n.startswith("loss_mb_") and n.endswith("_sab")}
+    assert from_sab == {"loss_mb_kdlogit_sab", "loss_mb_kdfeat_sab", "loss_mb_inter_sab"}
+    quarter = LossWeights(sab_teacher=0.25)
+    expected = sum(
+        (0.25 if n in from_sab else 1.0) * LossWeights().of(n) * v for n, v in full.items()
+    )
+    assert total_loss(full, quarter).item() == pytest.approx(expected.item())
+    assert quarter.of("loss_sab_id") == 1.0 and quarter.of("loss_sab_align") == 1.0
+    assert quarter.of("loss_mb_kdfeat_sab") == 0.25 * 10.0
+    # at 0, SAB still learns (its own terms) but teaches nothing: the terms are not computed
+    silent = losses_of(out, maps, weights=LossWeights(sab_teacher=0.0))
+    assert set(silent) == set(full) - from_sab
+    with pytest.raises(ValueError, match="sab_teacher"):
+        LossWeights(sab_teacher=-1.0)
+
+
 @pytest.mark.parametrize("interaction", [False, True])
 def test_distillation_sends_no_gradient_to_the_teachers(interaction):
     out = fake_outputs(interaction=interaction)

@@ -422,9 +422,10 @@ class SeededPartialView:
 
 class SeededBlobOcclusion:
     """Cover ``area`` (fraction range) of an image with an ellipse inside the frame, filled with
-    a window of another person's crop from ``pool`` (``(path, pid)`` pairs; a crop of the same
-    person, by ``pool`` or by ``people``, file name -> pid, is never chosen). The centre lies in the lower three quarters, so the ellipse may
-    touch an edge but is not anchored to one. Seeded by the file name (and ``seed``).
+    a window of another person's crop from ``pool`` (``(path, pid)`` pairs). A crop of the same
+    person (by ``pool`` or by ``people``, file name -> pid) is never chosen. The centre lies in
+    the lower three quarters, so the ellipse may touch an edge but is not anchored to one.
+    Seeded by the file name (and ``seed``).
 
     Raises:
         ValueError: an empty pool, an image of no known person, or a pool with no other
@@ -479,4 +480,6 @@ class SeededBlobOcclusion:
         return Image.fromarray(arr)
 
     def __repr__(self) -> str:
-        return f"SeededBlobOcclusion(pool={len(self.pool)} crops, area={self.area}, seed={self.seed})"
+        return (
+            f"SeededBlobOcclusion(pool={len(self.pool)} crops, area={self.area}, seed={self.seed})"
+        )
