@@ -56,6 +56,11 @@ VARIANTS: dict[str, list[str] | Callable[[CN], list[str]]] = {
     "shuffled_pose": ["data.pose_source", "shuffled"],  # C2: by another image's pose
     # C3: no pose at all, independently initialised branches: mutual learning
     "mutual_no_pose": ["data.pose_source", "none", "model.branch_init", "independent"],
+    # The other two cells of pose x branch initialisation (C3 changes both at once):
+    # PGFL-KD with C3's independently initialised branches, and C3's pose-free model with
+    # PGFL-KD's copied branches (the first control of the real-image issue)
+    "independent_init": ["model.branch_init", "independent"],
+    "no_pose_copied": ["data.pose_source", "none"],
     # C4: the baseline given PGFL-KD's compute: the run's own schedule at twice the epochs
     "baseline_2x": lambda cfg: [*_BASELINE, *twice_the_schedule(cfg)],
     # C5: the spatial distillation without, and alone
@@ -78,6 +83,8 @@ VARIANT_LABELS = {
     "stripes": "C1 PGFL-KD, stripes for pose",
     "shuffled_pose": "C2 PGFL-KD, shuffled pose",
     "mutual_no_pose": "C3 three branches, no pose",
+    "independent_init": "PGFL-KD, independently initialised branches",
+    "no_pose_copied": "PGFL-KD, no pose, copied branches",
     "baseline_2x": "C4 baseline, 2x epochs",
     "no_kd_attn": "C5 PGFL-KD without kd_attn",
     "only_kd_attn": "C5 FEB + SAB, kd_attn only",
