@@ -78,6 +78,29 @@ def test_benchmark_config_validation_splits_never_touch_the_test_data():
         benchmark_config("market", seed=0)
 
 
+def test_pose_and_branch_init_form_a_2x2_around_pgflkd() -> None:
+    """C3 flips pose and branch initialisation together; the other two cells flip one each,
+    and every cell keeps PGFL-KD's branches and losses."""
+    from torchreid_pgflkd.config.experiment import benchmark_config, variant_config
+
+    cfg = benchmark_config("embedded", seed=0)
+    cells = {
+        variant: (c.data.pose_source, c.model.branch_init)
+        for variant in ("pgflkd", "independent_init", "no_pose_copied", "mutual_no_pose")
+        for c in [variant_config(cfg, variant)]
+    }
+    assert cells == {
+        "pgflkd": ("keypoints", "copy"),
+        "independent_init": ("keypoints", "independent"),
+        "no_pose_copied": ("none", "copy"),
+        "mutual_no_pose": ("none", "independent"),
+    }
+    for variant in cells:
+        c = variant_config(cfg, variant)
+        assert c.model.feb and c.model.sab and c.model.interaction and c.loss.kd_attn > 0
+        assert model_of(variant) == "pgflkd"  # they take PGFL-KD's tuned choices
+
+
 @pytest.mark.parametrize(
     "which, expected",
     [("embedded", (60, 6, [40, 54])), ("cuhk03", (30, 4, [20, 28]))],
