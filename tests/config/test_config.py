@@ -84,19 +84,16 @@ def test_pose_and_branch_init_form_a_2x2_around_pgflkd() -> None:
     from torchreid_pgflkd.config.experiment import benchmark_config, variant_config
 
     cfg = benchmark_config("embedded", seed=0)
-    cells = {
-        variant: (c.data.pose_source, c.model.branch_init)
-        for variant in ("pgflkd", "independent_init", "no_pose_copied", "mutual_no_pose")
-        for c in [variant_config(cfg, variant)]
-    }
+    variants = ("pgflkd", "independent_init", "no_pose_copied", "mutual_no_pose")
+    configs = {variant: variant_config(cfg, variant) for variant in variants}
+    cells = {v: (c.data.pose_source, c.model.branch_init) for v, c in configs.items()}
     assert cells == {
         "pgflkd": ("keypoints", "copy"),
         "independent_init": ("keypoints", "independent"),
         "no_pose_copied": ("none", "copy"),
         "mutual_no_pose": ("none", "independent"),
     }
-    for variant in cells:
-        c = variant_config(cfg, variant)
+    for variant, c in configs.items():
         assert c.model.feb and c.model.sab and c.model.interaction and c.loss.kd_attn > 0
         assert model_of(variant) == "pgflkd"  # they take PGFL-KD's tuned choices
 
