@@ -36,6 +36,7 @@ from tabulate import tabulate
 from torchreid_pgflkd.config.experiment import (
     VARIANT_LABELS,
     VARIANTS,
+    first_difference,
     model_configs,
     model_of,
     settings_of,
@@ -99,20 +100,8 @@ def summarise(runs: dict[str, dict[int, dict]], reference: str = "baseline") -> 
     return summary
 
 
-# Settings that say where or how fast a run went, not what it trained.
-_NOT_COMPARED = ("device", "dataset_dir")
-
-
 # A record restored under another variant's name must state at least these settings.
 _IDENTITY = ("seed", "feb", "sab", "interaction", "epochs", "lr", "loss_weights", "pose_source")
-
-
-def first_difference(want: dict[str, Any], have: dict[str, Any]) -> str | None:
-    """The first setting (of those both state) in which ``have`` differs from ``want``."""
-    for key in sorted(set(want) & set(have)):
-        if key not in _NOT_COMPARED and want[key] != have[key]:
-            return f"{key} = {have[key]!r}, this run asks for {want[key]!r}"
-    return None
 
 
 def restore_records(

@@ -11,7 +11,7 @@ test set is read. The chosen try of each model is the one with the best validati
 
     python benchmarks/tune.py --benchmark embedded|cuhk03 --space NAME [--seeds 0]
         [--data-root DIR] [--work-dir DIR] [--output JSON] [--no-train]
-        [--models M ...] [--tries T ...] [[--] KEY VALUE ...]
+        [--models M ...] [--tries T ...] [--restore-from JSON ...] [[--] KEY VALUE ...]
 
 Spaces (``--list`` prints them): ``weights`` gives PGFL-KD its distillation weights at half
 and twice the defaults, and the baseline its learning rate at half and twice; ``schedule``
@@ -27,7 +27,10 @@ to the test runs. Runs are kept in ``--work-dir`` (``seedN/<try>/<model>/record.
 reused, so an interrupted search resumes. ``--models`` / ``--tries`` train only those (to
 split a search between processes or machines sharing the work dir; a run folder in use by
 another process is refused, not shared); a last call without them, or with ``--no-train``,
-makes the choice from every run there.
+makes the choice from every run there. ``--restore-from`` takes the runs of earlier reports of
+this script (a space grown by a try keeps the tries already trained) after checking that each
+run's settings are the ones this invocation would train with; a restored run says where it
+came from (``restored_from``).
 """
 
 from __future__ import annotations
@@ -45,10 +48,14 @@ from yacs.config import CfgNode as CN
 
 from torchreid_pgflkd.config.experiment import (
     benchmark_config,
+    first_difference,
     resolve_switches,
+    settings_of,
     train_variant,
     twice_the_schedule,
+    variant_config,
 )
+from torchreid_pgflkd.utils.io import write_json
 
 logger = logging.getLogger("tune")
 
@@ -106,7 +113,9 @@ SPACES: dict[str, dict[str, dict[str, Overrides]]] = {
             "kd_attn_x4": ["loss.kd_attn", "4.0"],
             # ... and PGFL-KD with FEB's and SAB's layer4 initialised apart from MB's.
             "epochs_x2+independent": lambda cfg: [
-                *twice_the_schedule(cfg), "model.branch_init", "independent"
+                *twice_the_schedule(cfg),
+                "model.branch_init",
+                "independent",
             ],
         },
     },
@@ -141,6 +150,50 @@ def choose(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str]:
     }
 
 
+def load_reports(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
+    """(path, runs) of each earlier report of this script; exits naming a file that is not one."""
+    loaded = []
+    for path in paths:
+        try:
+            runs = json.loads(Path(path).read_text())["runs"]
+            if not isinstance(runs, dict):
+                raise TypeError(f"'runs' is a {type(runs).__name__}, not a mapping")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"--restore-from {path}: not a report of this script ({exc})") from exc
+        loaded.append((str(path), runs))
+    return loaded
+
+
+def restore_try(
+    reports: list[tuple[str, dict[str, Any]]],
+    cfg: CN,
+    seed: int,
+    model: str,
+    try_name: str,
+    done: Path,
+) -> str | None:
+    """Write ``done`` (a try's ``record.json``) from the first of ``reports`` that holds this
+    model's try for ``seed`` trained with the settings ``cfg`` (the try's config) gives it;
+    returns where it came from, or None. A run with other settings is not restored, and a
+    warning names the report and the first setting that differs."""
+    want = settings_of(variant_config(cfg, model))
+    for path, runs in reports:
+        for record in runs.get(model, {}).get(try_name, []):
+            if record.get("seed") != seed:
+                continue
+            why = first_difference(want, record.get("settings", {}))
+            if why is not None:
+                logger.warning(
+                    "--restore-from %s: seed %d %s %s not restored (trained with %s)",
+                    path, seed, model, try_name, why,
+                )  # fmt: skip
+                continue
+            kept = {k: v for k, v in record.items() if k != "seed"}
+            write_json({**kept, "restored_from": path}, done)
+            return path
+    return None
+
+
 def main() -> None:
     parser = _suite.parser(__doc__, "tune")
     parser.add_argument("--benchmark", choices=("embedded", "cuhk03"), default="embedded")
@@ -151,6 +204,14 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="print the spaces and exit")
     parser.add_argument("--models", nargs="+", default=None, help="train only these models")
     parser.add_argument("--tries", nargs="+", default=None, help="train only these tries")
+    parser.add_argument(
+        "--restore-from",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="earlier reports of this script whose runs count for this one (settings checked)",
+    )
     _suite.add_run_options(parser)
     args = _suite.parse_args(parser)
     if args.list:
@@ -177,6 +238,7 @@ def main() -> None:
             args.tries is None or try_name in args.tries
         )
 
+    reports = load_reports(args.restore_from)
     results: dict[str, dict[str, list[dict]]] = {m: {t: [] for t in space[m]} for m in space}
     overrides: dict[str, dict[str, list[str]]] = {m: {} for m in space}
     for seed in args.seeds:
@@ -187,6 +249,12 @@ def main() -> None:
                 overrides[model][try_name] = extra
                 out = work_dir / f"seed{seed}" / try_name
                 done = out / model / "record.json"
+                cfg = benchmark_config(
+                    args.benchmark, seed=seed, validate=True, opts=[*opts, *extra]
+                )
+                if not done.is_file() and restore_try(reports, cfg, seed, model, try_name, done):
+                    logger.info("seed %d %s %s: restored from an earlier report",
+                                seed, model, try_name)  # fmt: skip
                 if done.is_file():
                     record = json.loads(done.read_text())
                     logger.info("seed %d %s %s: reused %s", seed, model, try_name, done)
@@ -195,9 +263,6 @@ def main() -> None:
                                    seed, model, try_name)  # fmt: skip
                     continue
                 else:
-                    cfg = benchmark_config(
-                        args.benchmark, seed=seed, validate=True, opts=[*opts, *extra]
-                    )
                     record, _ = train_variant(cfg, model, out, progress=False)
                 for res in record["targets"].values():
                     res.pop("cmc", None)

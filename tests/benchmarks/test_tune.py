@@ -92,3 +92,58 @@ def test_models_and_tries_restrict_what_is_trained(
     monkeypatch.setattr(sys, "argv", [*base, "--tries", "lr_x3"])
     with pytest.raises(SystemExit, match=r"space 'weights' has no \['lr_x3'\]"):
         tune.main()
+
+
+def test_restore_from_an_earlier_report_keeps_its_runs_when_the_settings_match(
+    tune: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    trained: list[tuple[str, str]] = []
+
+    def fake_train(cfg: Any, variant: str, output: Path, **kw: Any) -> tuple[dict, None]:
+        trained.append((variant, output.name))
+        cfg = variant_config(cfg, variant)
+        q = 0.1 + 0.1 * len(trained)
+        target = {"rank1": q, "rank5": 0.9, "mAP": q, "mINP": q / 2}
+        record = {"variant": variant, **target, "targets": {"synthetic_occluded": target},
+                  "train_and_eval_seconds": 1.0, "settings": settings_of(cfg)}  # fmt: skip
+        write_json(record, output / variant / "record.json")
+        return record, None
+
+    monkeypatch.setattr(tune, "train_variant", fake_train)
+    old = tmp_path / "old.json"
+    base = ["tune.py", "--space", "weights"]
+    monkeypatch.setattr(sys, "argv", [*base, "--work-dir", str(tmp_path / "a"), "--output",
+                                      str(old), "--models", "baseline"])  # fmt: skip
+    tune.main()
+    before = json.loads(old.read_text())
+    assert len(trained) == 3 and "pgflkd" not in before["chosen"]
+
+    # A fresh work dir with the earlier report: the baseline's tries come back, PGFL-KD trains.
+    trained.clear()
+    new = tmp_path / "new.json"
+    argv = [*base, "--work-dir", str(tmp_path / "b"), "--output", str(new),
+            "--restore-from", str(old)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    tune.main()
+    assert sorted(trained) == [("pgflkd", "default"), ("pgflkd", "kd_x0.5"), ("pgflkd", "kd_x2")]
+    after = json.loads(new.read_text())
+    for try_name, records in before["runs"]["baseline"].items():
+        (was,), (now,) = records, after["runs"]["baseline"][try_name]
+        assert now["restored_from"] == str(old)
+        assert {k: now[k] for k in was} == was  # the same figures, the same seed
+    assert after["chosen"]["baseline"] == before["chosen"]["baseline"]
+
+    # Runs trained with other settings (here 7 epochs) are not taken; a warning says why.
+    trained.clear()
+    argv = [*base, "--work-dir", str(tmp_path / "c"), "--output", str(new), "--restore-from",
+            str(old), "--models", "baseline", "--", "train.max_epoch", "7"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    tune.main()
+    assert len(trained) == 3
+    assert "seed 0 baseline default not restored (trained with epochs = 30" in caplog.text
+
+    (tmp_path / "bad.json").write_text('{"runs": []}')
+    monkeypatch.setattr(sys, "argv", [*base, "--restore-from", str(tmp_path / "bad.json")])
+    with pytest.raises(SystemExit, match=r"bad\.json: not a report of this script"):
+        tune.main()

@@ -252,6 +252,19 @@ def _metrics(res: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Settings that say where or how fast a run went, not what it trained.
+_NOT_COMPARED = ("device", "dataset_dir")
+
+
+def first_difference(want: dict[str, Any], have: dict[str, Any]) -> str | None:
+    """The first setting (of those both state) in which ``have`` differs from ``want``, as
+    text, or None; where and how fast a run went (device, dataset folder) does not count."""
+    for key in sorted(set(want) & set(have)):
+        if key not in _NOT_COMPARED and want[key] != have[key]:
+            return f"{key} = {have[key]!r}, this run asks for {want[key]!r}"
+    return None
+
+
 def settings_of(cfg: CN) -> dict[str, Any]:
     return {
         "seed": cfg.train.seed,
