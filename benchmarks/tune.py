@@ -19,7 +19,10 @@ gives both models the same tries: the benchmark's epochs, twice the epochs (sche
 stretched), and a light occlusion augmentation (``data.occlusion_prob 0.2``); ``design`` gives
 both twice the epochs; the baseline its learning rate at twice the default and random erasing
 on 80 % of the crops instead of 50 %; PGFL-KD a quarter of SAB's teaching weight
-(``loss.sab_teacher 0.25``) and four times the spatial distillation (``loss.kd_attn 4``).
+(``loss.sab_teacher 0.25``) and four times the spatial distillation (``loss.kd_attn 4``); and,
+added after the pose x initialisation diagnosis, one more try each on top of the doubled
+schedule: the baseline at four times the epochs (PGFL-KD's compute), PGFL-KD with FEB's and
+SAB's layer4 initialised apart from MB's (``model.branch_init independent``).
 
 Writes ``benchmarks/results/tune_<benchmark>_<space>.json``: every try's validation figures,
 the chosen try per model, and its overrides (``chosen``), which ``ablation.py --tuned`` applies
