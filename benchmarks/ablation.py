@@ -36,6 +36,7 @@ from tabulate import tabulate
 from torchreid_pgflkd.config.experiment import (
     VARIANT_LABELS,
     VARIANTS,
+    check_reused,
     first_difference,
     model_configs,
     model_of,
@@ -227,6 +228,10 @@ def main() -> None:
             done = out / variant / "record.json"
             if done.is_file():
                 runs[variant][seed] = record = json.loads(done.read_text())
+                try:
+                    check_reused(record, cfg, variant, done)
+                except ValueError as exc:
+                    raise SystemExit(str(exc)) from exc
                 provenance[variant][str(seed)] = (
                     f"restored from {record['restored_from']}"
                     if "restored_from" in record

@@ -51,6 +51,7 @@ from yacs.config import CfgNode as CN
 
 from torchreid_pgflkd.config.experiment import (
     benchmark_config,
+    check_reused,
     first_difference,
     resolve_switches,
     settings_of,
@@ -260,6 +261,10 @@ def main() -> None:
                                 seed, model, try_name)  # fmt: skip
                 if done.is_file():
                     record = json.loads(done.read_text())
+                    try:
+                        check_reused(record, cfg, model, done)
+                    except ValueError as exc:
+                        raise SystemExit(str(exc)) from exc
                     logger.info("seed %d %s %s: reused %s", seed, model, try_name, done)
                 elif args.no_train or not wanted(model, try_name):
                     logger.warning("seed %d %s %s: no run here (not asked to train it)",

@@ -123,6 +123,32 @@ def test_report_says_where_each_record_came_from(
     assert gain["rank1"]["mean"] == pytest.approx(40.0)  # 0.6 trained vs 0.2 restored
 
 
+def test_a_run_in_the_work_dir_with_other_settings_is_refused_not_reused(
+    ab: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A work dir kept across a changed choice must not pass the old run off as the new one."""
+    cfg = embedded_config(seed=0)
+    old = cfg.clone()
+    old.defrost()
+    old.merge_from_list(["model.branch_init", "independent"])
+    work = tmp_path / "work"
+    stale = write_json(_record(old, "pgflkd", 0.5), work / "seed0" / "pgflkd" / "record.json")
+    monkeypatch.setattr(ab, "train_variant", lambda *a, **k: pytest.fail("must not train"))
+    monkeypatch.setattr(sys, "argv", [
+        "ablation.py", "--seeds", "0", "--variants", "pgflkd", "--work-dir", str(work),
+        "--output", str(tmp_path / "report.json"),
+    ])  # fmt: skip
+    with pytest.raises(SystemExit, match="branch_init = 'independent', this run asks for 'copy'"):
+        ab.main()
+    assert not (tmp_path / "report.json").exists()
+    # The same run is reused when the invocation asks for its settings.
+    monkeypatch.setattr(sys, "argv", [*sys.argv, "--", "model.branch_init", "independent"])
+    ab.main()
+    assert json.loads((tmp_path / "report.json").read_text())["provenance"] == {
+        "pgflkd": {"0": f"reused from {stale}"}
+    }
+
+
 def test_tuned_choices_go_to_their_model_before_the_variant_switches(
     ab: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -147,3 +147,23 @@ def test_restore_from_an_earlier_report_keeps_its_runs_when_the_settings_match(
     monkeypatch.setattr(sys, "argv", [*base, "--restore-from", str(tmp_path / "bad.json")])
     with pytest.raises(SystemExit, match=r"bad\.json: not a report of this script"):
         tune.main()
+
+
+def test_a_try_in_the_work_dir_with_other_settings_is_refused(
+    tune: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = variant_config(
+        tune.benchmark_config("embedded", seed=0, validate=True, opts=["train.lr", "0.003"]),
+        "baseline",
+    )
+    target = {"rank1": 0.5, "rank5": 0.9, "mAP": 0.4, "mINP": 0.2}
+    record = {"variant": "baseline", **target, "targets": {"synthetic_occluded": target},
+              "train_and_eval_seconds": 1.0, "settings": settings_of(cfg)}  # fmt: skip
+    work = tmp_path / "w"
+    write_json(record, work / "seed0" / "lr_x2" / "baseline" / "record.json")
+    monkeypatch.setattr(tune, "train_variant", lambda *a, **k: pytest.fail("must not train"))
+    monkeypatch.setattr(sys, "argv", ["tune.py", "--work-dir", str(work), "--output",
+                                      str(tmp_path / "t.json"), "--no-train"])  # fmt: skip
+    with pytest.raises(SystemExit, match=r"lr_x2/baseline/record\.json: this baseline run was "
+                                         r"trained with lr = 0\.003, this run asks for 0\.002"):
+        tune.main()

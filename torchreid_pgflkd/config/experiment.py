@@ -265,6 +265,19 @@ def first_difference(want: dict[str, Any], have: dict[str, Any]) -> str | None:
     return None
 
 
+def check_reused(record: dict[str, Any], cfg: CN, variant: str, path: Path) -> None:
+    """Refuse a saved run (``path``, its ``record``) whose settings are not those ``cfg``
+    trains ``variant`` with: a work dir kept across a changed choice (a new tuned schedule,
+    another switch) must not pass an old run off as a new one. Records that state no settings
+    are taken as they are."""
+    why = first_difference(settings_of(variant_config(cfg, variant)), record.get("settings", {}))
+    if why is not None:
+        raise ValueError(
+            f"{path}: this {variant} run was trained with {why}; use another work dir, or "
+            "remove the run to train it again"
+        )
+
+
 def settings_of(cfg: CN) -> dict[str, Any]:
     return {
         "seed": cfg.train.seed,
