@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import logging
 import os
 import platform
@@ -42,6 +43,32 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "--no-train", action="store_true", help="summarise the runs already in --work-dir only"
     )
     p.add_argument("opts", nargs=argparse.REMAINDER, help="[--] KEY VALUE config overrides")
+
+
+def add_restore_option(p: argparse.ArgumentParser) -> None:
+    """``--restore-from JSON ...``: earlier reports of the same script whose runs count."""
+    p.add_argument(
+        "--restore-from",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="earlier reports of this script whose runs count for this one (settings checked)",
+    )
+
+
+def load_reports(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
+    """(path, runs) of each ``--restore-from`` report; exits naming a file that is not one."""
+    loaded = []
+    for path in paths:
+        try:
+            runs = json.loads(Path(path).read_text())["runs"]
+            if not isinstance(runs, dict):
+                raise TypeError(f"'runs' is a {type(runs).__name__}, not a mapping")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"--restore-from {path}: not a report of this script ({exc})") from exc
+        loaded.append((str(path), runs))
+    return loaded
 
 
 def parse_args(p: argparse.ArgumentParser) -> argparse.Namespace:

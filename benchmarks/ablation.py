@@ -119,13 +119,7 @@ def restore_records(
     a warning names the report and the first setting that differs. Returns ``{variant:
     where it came from}`` for the records written.
     """
-    loaded = []
-    for path in reports:
-        try:
-            runs = json.loads(Path(path).read_text())["runs"]
-            loaded.append((str(path), dict(runs)))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SystemExit(f"--restore-from {path}: not a report of this script ({exc})") from exc
+    loaded = _suite.load_reports(reports)
     restored: dict[str, str] = {}
     for variant in variants:
         done = seed_dir / variant / "record.json"
@@ -184,14 +178,7 @@ def main() -> None:
     parser.add_argument("--data-root", default="", help="cuhk03: folder with the real data")
     parser.add_argument("--validate", action="store_true", help=VALIDATE_HELP)
     parser.add_argument("--work-dir", type=Path, default=None, help="default outputs/ablation_*")
-    parser.add_argument(
-        "--restore-from",
-        type=Path,
-        nargs="+",
-        default=[],
-        metavar="JSON",
-        help="earlier reports of this script whose runs count for this one (settings checked)",
-    )
+    _suite.add_restore_option(parser)
     parser.add_argument(
         "--tuned",
         type=Path,

@@ -154,20 +154,6 @@ def choose(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str]:
     }
 
 
-def load_reports(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
-    """(path, runs) of each earlier report of this script; exits naming a file that is not one."""
-    loaded = []
-    for path in paths:
-        try:
-            runs = json.loads(Path(path).read_text())["runs"]
-            if not isinstance(runs, dict):
-                raise TypeError(f"'runs' is a {type(runs).__name__}, not a mapping")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SystemExit(f"--restore-from {path}: not a report of this script ({exc})") from exc
-        loaded.append((str(path), runs))
-    return loaded
-
-
 def restore_try(
     reports: list[tuple[str, dict[str, Any]]],
     cfg: CN,
@@ -208,14 +194,7 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="print the spaces and exit")
     parser.add_argument("--models", nargs="+", default=None, help="train only these models")
     parser.add_argument("--tries", nargs="+", default=None, help="train only these tries")
-    parser.add_argument(
-        "--restore-from",
-        type=Path,
-        nargs="+",
-        default=[],
-        metavar="JSON",
-        help="earlier reports of this script whose runs count for this one (settings checked)",
-    )
+    _suite.add_restore_option(parser)
     _suite.add_run_options(parser)
     args = _suite.parse_args(parser)
     if args.list:
@@ -242,7 +221,7 @@ def main() -> None:
             args.tries is None or try_name in args.tries
         )
 
-    reports = load_reports(args.restore_from)
+    reports = _suite.load_reports(args.restore_from)
     results: dict[str, dict[str, list[dict]]] = {m: {t: [] for t in space[m]} for m in space}
     overrides: dict[str, dict[str, list[str]]] = {m: {} for m in space}
     for seed in args.seeds:
