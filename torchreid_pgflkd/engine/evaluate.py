@@ -9,6 +9,7 @@ for ablations). It expects the engine's ``model``, ``device``, ``channels_last``
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,30 @@ from torchreid_pgflkd.evaluation.extract import extract_features
 from torchreid_pgflkd.utils.modules import unwrap_model
 
 logger = logging.getLogger(__name__)
+
+
+def evaluate_query_groups(
+    q: dict[str, Any],
+    g: dict[str, Any],
+    labels: Sequence[str],
+    metric: str = "euclidean",
+    device: torch.device | str = "cpu",
+) -> dict[str, dict[str, Any]]:
+    """Rank-1 / mAP / mINP and ``num_queries`` of each group of queries, each group ranked
+    against the whole gallery. ``q`` / ``g`` are ``extract_features`` outputs; ``labels``
+    gives every query row its group. Groups come out in sorted order."""
+    if len(labels) != len(q["pids"]):
+        raise ValueError(f"{len(labels)} group labels for {len(q['pids'])} queries")
+    out: dict[str, dict[str, Any]] = {}
+    for group in sorted(set(labels)):
+        rows = np.array([i for i, label in enumerate(labels) if label == group])
+        res = evaluate_features(
+            q["feat"][torch.from_numpy(rows)], g["feat"], q["pids"][rows], g["pids"],
+            q["camids"][rows], g["camids"], metric=metric, device=device, progress=False,
+        )  # fmt: skip
+        out[group] = {k: res[k] for k in ("rank1", "mAP", "mINP")}
+        out[group]["num_queries"] = len(rows)
+    return out
 
 
 class EvaluationMixin:
@@ -97,18 +122,11 @@ class EvaluationMixin:
         missing = [n for n in names if n not in groups]
         if missing:
             raise ValueError(f"{name}: no occluder kind for queries {missing[:3]} in meta.json")
-        out: dict[str, dict[str, Any]] = {}
-        for group in sorted(set(groups[n] for n in names)):
-            rows = np.array([i for i, n in enumerate(names) if groups[n] == group])
-            res = evaluate_features(
-                q["feat"][torch.from_numpy(rows)], g["feat"], q["pids"][rows], g["pids"],
-                q["camids"][rows], g["camids"], metric=metric, device=self.device, progress=False,
-            )  # fmt: skip
-            out[group] = {k: res[k] for k in ("rank1", "mAP", "mINP")}
-            out[group]["num_queries"] = len(rows)
+        out = evaluate_query_groups(q, g, [groups[n] for n in names], metric, self.device)
+        for group, res in out.items():
             logger.info(
                 "%s, %s occluders (%d queries): Rank-1 %.1f%%  mAP %.1f%%",
-                name, group, len(rows), 100 * res["rank1"], 100 * res["mAP"],
+                name, group, res["num_queries"], 100 * res["rank1"], 100 * res["mAP"],
             )  # fmt: skip
         return out
 
