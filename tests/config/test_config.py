@@ -96,6 +96,11 @@ def test_pose_and_branch_init_form_a_2x2_around_pgflkd() -> None:
     for variant, c in configs.items():
         assert c.model.feb and c.model.sab and c.model.interaction and c.loss.kd_attn > 0
         assert model_of(variant) == "pgflkd"  # they take PGFL-KD's tuned choices
+    # A tuned choice of independent branches (CUHK03's round 2) moves PGFL-KD, not the
+    # copied-branch control: that cell names its initialisation.
+    tuned = benchmark_config("embedded", seed=0, opts=["model.branch_init", "independent"])
+    assert variant_config(tuned, "no_pose_copied").model.branch_init == "copy"
+    assert variant_config(tuned, "pgflkd").model.branch_init == "independent"
 
 
 @pytest.mark.parametrize(

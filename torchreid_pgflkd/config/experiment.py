@@ -60,7 +60,8 @@ VARIANTS: dict[str, list[str] | Callable[[CN], list[str]]] = {
     # PGFL-KD with C3's independently initialised branches, and C3's pose-free model with
     # PGFL-KD's copied branches (the first control of the real-image issue)
     "independent_init": ["model.branch_init", "independent"],
-    "no_pose_copied": ["data.pose_source", "none"],
+    # (both cells name their initialisation: a tuned choice may have changed the default)
+    "no_pose_copied": ["data.pose_source", "none", "model.branch_init", "copy"],
     # C4: the baseline given PGFL-KD's compute: the run's own schedule at twice the epochs
     "baseline_2x": lambda cfg: [*_BASELINE, *twice_the_schedule(cfg)],
     # C5: the spatial distillation without, and alone
