@@ -111,9 +111,11 @@ def summarise(
     for run in runs.values():
         by_variant.setdefault(run["variant"], {})[run["seed"]] = run["targets"]
     summary: dict[str, dict[str, dict[str, Any]]] = {}
+    reference_seeds = set(by_variant.get(reference or "", {}))
     for variant, by_seed in by_variant.items():
         summary[variant] = {}
         seeds = sorted(by_seed)
+        common = [s for s in seeds if s in reference_seeds] if variant != reference else []
         for name in by_seed[seeds[0]]:
             for group in ["all", *by_seed[seeds[0]][name]["groups"]]:
 
@@ -126,9 +128,7 @@ def summarise(
                     cell[m] = 100 * statistics.fmean(figures(s)[m] for s in seeds)
                 if group != "all":
                     cell["num_queries"] = figures(seeds[0])["num_queries"]
-                ref = by_variant.get(reference or "", {})
-                common = [s for s in seeds if s in ref]
-                if reference and variant != reference and common:
+                if common:
                     cell["gain_of_reference"] = {
                         m: [100 * (figures(s, reference)[m] - figures(s)[m]) for s in common]
                         for m in ("rank1", "mAP")
