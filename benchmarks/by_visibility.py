@@ -73,6 +73,9 @@ def evaluate_run(run: Path, targets: list[str] | None, edges: list[int]) -> dict
     unknown = sorted(set(names) - set(cfg.data.targets))
     if unknown:
         raise SystemExit(f"{run}: no test set {unknown}; it has {list(cfg.data.targets)}")
+    cfg.defrost()
+    cfg.data.targets = names  # only the test sets asked for are extracted and ranked
+    cfg.freeze()
     datamanager = build.build_datamanager(cfg, train=False)
     engine = build.build_engine(cfg, datamanager, progress=False)
     ckpt_io.load_checkpoint(run / "last.pth", model=engine.model, restore_rng=False)

@@ -39,7 +39,9 @@ overrides change the data, our rows and the flags' defaults.
 
 Writes ``benchmarks/results/compare_baselines_<benchmark>.json`` (every run, the mean and
 spread over seeds, the paired gain over the baseline) and prints the table. A run already in
-``--work-dir`` (``seed<N>/<model>/record.json``) is reused, so an interrupted sweep resumes.
+``--work-dir`` (``seed<N>/<model>/record.json``) is reused, so an interrupted sweep resumes;
+one trained with other settings (another schedule, recipe or switch) stops the script with the
+first setting that differs, rather than passing the old run off as a new one.
 """
 
 from __future__ import annotations
@@ -68,7 +70,9 @@ from torchreid_pgflkd.config.experiment import (
     VARIANT_LABELS,
     VARIANTS,
     benchmark_config,
+    check_reused,
     embedded_config,
+    first_difference,
     settings_of,
     train_variant,
 )
@@ -417,17 +421,45 @@ def train_torchreid(cfg: CN, spec: ModelSpec, recipe: Recipe, output: Path) -> d
     return record
 
 
+def row_config(cfg: CN, spec: ModelSpec) -> CN:
+    """``cfg`` with the row's own backbone, if it names one (the config itself untouched)."""
+    if not spec.backbone:
+        return cfg
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.model.backbone = spec.backbone
+    cfg.freeze()
+    return cfg
+
+
 def run_model(cfg: CN, spec: ModelSpec, recipe: Recipe, output: Path) -> dict[str, Any]:
     if spec.engine is None:
         if spec.backbone:
-            cfg = cfg.clone()
-            cfg.defrost()
-            cfg.model.backbone = spec.backbone
-            cfg.freeze()
             output = output / spec.backbone
-        record, _ = train_variant(cfg, spec.variant, output, progress=False)  # record.json
+        record, _ = train_variant(row_config(cfg, spec), spec.variant, output, progress=False)
         return {**record, "model": spec.key}
     return train_torchreid(cfg, spec, recipe, output)
+
+
+def check_row_reused(
+    record: dict[str, Any], cfg: CN, spec: ModelSpec, recipe: Recipe, path: Path
+) -> None:
+    """Refuse a run kept in the work dir (``path``) that this invocation would not train the
+    same way: ours by every setting ``check_reused`` compares, torchreid's by the data side
+    and the recipe (``--epochs``, ``--lr``, ...). Keys a record does not state are not
+    compared, so records written before a key existed are still reused."""
+    if spec.engine is None:
+        check_reused(record, row_config(cfg, spec), spec.variant or spec.key, path)
+        return
+    wanted = json.loads(json.dumps(asdict(recipe)))  # as the record holds it: lists, not tuples
+    why = first_difference(data_settings(cfg), record.get("settings", {})) or first_difference(
+        wanted, record.get("recipe", {})
+    )
+    if why is not None:
+        raise ValueError(
+            f"{path}: this {spec.key} run was trained with {why}; use another work dir, or "
+            "remove the run to train it again"
+        )
 
 
 def row_facts(record: dict[str, Any]) -> dict[str, Any]:
@@ -561,7 +593,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             out = work_dir / f"seed{seed}"
             done = out / spec.folder / "record.json"
             if done.is_file():
-                runs[spec.key][seed] = record = json.loads(done.read_text())
+                record = json.loads(done.read_text())
+                check_row_reused(record, cfg, spec, recipe, done)
+                runs[spec.key][seed] = record
                 provenance[spec.key][str(seed)] = record.get(
                     "restored_from", f"reused from {done} (an earlier run of this script)"
                 )

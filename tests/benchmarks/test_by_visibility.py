@@ -94,3 +94,14 @@ def test_groups_partition_the_queries_and_the_reference_is_paired_per_seed(
                                       "--targets", "market1501"])  # fmt: skip
     with pytest.raises(SystemExit, match=r"no test set \['market1501'\]"):
         bv.main()
+
+    # Only the test sets asked for are built and ranked: a run whose config also names a set
+    # with no data here is read for the one it has.
+    two = tmp_path / "two_targets"
+    shutil.copytree(work / "baseline", two)
+    saved = load_config(two / "config.yaml")
+    saved.defrost()
+    saved.data.targets = [name, "market1501"]
+    (two / "config.yaml").write_text(saved.dump())
+    only = bv.evaluate_run(two, [name], [0, 18])
+    assert list(only) == [name] and only[name]["all"] == base["all"]

@@ -163,6 +163,16 @@ def test_one_torchreid_model_one_epoch_beside_ours(
     assert again["runs"]["osnet_x0_25"]["0"]["rank1"] == record["rank1"]
     assert again["provenance"]["osnet_x0_25"]["0"].startswith("reused from")
 
+    # Asked for another recipe, the kept torchreid run is refused, not passed off as new.
+    common = ["--seeds", "0", "--work-dir", str(work), "--output", str(out), "--no-train"]
+    with pytest.raises(ValueError, match=r"osnet_x0_25.record\.json: .*epochs = 1, .* asks for 2"):
+        cb.main(["--models", "osnet_x0_25", *common, "--epochs", "2", "--", *tiny_opts])
+    # So is one of ours whose record states another setting than this invocation's.
+    kept = work / "seed0" / "baseline" / "record.json"
+    write_json({**json.loads(kept.read_text()), "settings": {"epochs": 999}}, kept)
+    with pytest.raises(ValueError, match=r"baseline run was trained with epochs = 999"):
+        cb.main(["--models", "baseline", *common, "--epochs", "1", "--", *tiny_opts])
+
 
 def test_ours_on_another_backbone_trains_that_backbone_in_its_own_folder(
     cb: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
