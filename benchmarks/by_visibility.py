@@ -8,13 +8,15 @@ result comes from the lightly or the heavily occluded queries, and, with ``--ref
 gain of one variant over the others per group, paired per seed.
 
     python benchmarks/by_visibility.py --runs RUN [RUN ...] [--targets NAME ...]
-        [--edges 0 1 15 17 18] [--reference pgflkd] [--output JSON]
+        [--edges 0 1 15 17 18] [--reference pgflkd] [--restore-from JSON ...] [--output JSON]
 
 Each RUN is a folder written by ``pgflkd run`` / ``ablation.py`` (``config.yaml``, ``last.pth``
 and ``record.json``, whose variant and seed name the run). ``--edges`` are the group bounds:
 the default ``0 1 15 17 18`` gives no visible keypoint (the estimator found no person), 1-14,
 15-16 and all 17 (on Partial-REID's occluded queries: 53, 54, 109 and 84 queries). Writes
-``benchmarks/results/by_visibility.json``.
+``benchmarks/results/by_visibility.json``. ``--restore-from`` takes the per-run figures of
+earlier reports of this script (same ``--edges``), so runs whose folders are gone can still be
+paired with new ones.
 """
 
 from __future__ import annotations
@@ -105,6 +107,25 @@ def evaluate_run(run: Path, targets: list[str] | None, edges: list[int]) -> dict
     return out
 
 
+def restored_runs(
+    paths: list[Path], edges: list[int], targets: list[str] | None
+) -> dict[str, dict[str, Any]]:
+    """The runs of earlier reports of this script, each keeping only ``targets`` (all when
+    None) and marked with the report it came from; exits on other edges or a missing set."""
+    out: dict[str, dict[str, Any]] = {}
+    for path, runs in _suite.load_reports(paths):
+        theirs = json.loads(Path(path).read_text()).get("edges")
+        if theirs != edges:
+            raise SystemExit(f"--restore-from {path}: its groups have edges {theirs}, not {edges}")
+        for key, run in runs.items():
+            missing = sorted(set(targets or []) - set(run["targets"]))
+            if missing:
+                raise SystemExit(f"--restore-from {path}: run {key} has no test set {missing}")
+            kept = {t: r for t, r in run["targets"].items() if not targets or t in targets}
+            out[key] = {**run, "targets": kept, "restored_from": path}
+    return out
+
+
 def summarise(
     runs: dict[str, dict[str, Any]], reference: str | None
 ) -> dict[str, dict[str, dict[str, Any]]]:
@@ -157,28 +178,34 @@ def table(summary: dict[str, dict[str, dict[str, Any]]], reference: str | None) 
 
 def main() -> None:
     parser = _suite.parser(__doc__, "by_visibility")
-    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders")
+    parser.add_argument("--runs", type=Path, nargs="*", default=[], help="run folders")
     parser.add_argument("--targets", nargs="+", default=None, help="default: every test set")
     parser.add_argument("--edges", type=int, nargs="+", default=[0, 1, 15, 17, 18])
     parser.add_argument("--reference", default=None, help="a variant to pair the others with")
+    _suite.add_restore_option(parser)
     args = parser.parse_args()
     _suite.setup_logging()
+    if not args.runs and not args.restore_from:
+        parser.error("give run folders (--runs), earlier reports (--restore-from), or both")
     try:
         group_names(args.edges)
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
-    runs: dict[str, dict[str, Any]] = {}
-    seen: dict[tuple[str, int], Path] = {}
+    runs = restored_runs(args.restore_from, args.edges, args.targets)
+    seen: dict[tuple[str, int], str] = {(r["variant"], r["seed"]): k for k, r in runs.items()}
     for run in args.runs:
         variant, seed = read_run(run)
         if (variant, seed) in seen:
             raise SystemExit(f"{run} and {seen[variant, seed]} are both {variant}, seed {seed}")
-        seen[variant, seed] = run
+        seen[variant, seed] = str(run)
         runs[str(run)] = {
             "variant": variant,
             "seed": seed,
             "targets": evaluate_run(run, args.targets, args.edges),
         }
+    sets = {tuple(sorted(r["targets"])) for r in runs.values()}
+    if len(sets) > 1:
+        raise SystemExit(f"the runs hold different test sets {sorted(sets)}: pass --targets")
     if args.reference and args.reference not in {r["variant"] for r in runs.values()}:
         raise SystemExit(f"--reference {args.reference}: no run of that variant")
     summary = summarise(runs, args.reference)

@@ -76,6 +76,27 @@ def test_groups_partition_the_queries_and_the_reference_is_paired_per_seed(
         assert cell["gain_of_reference"]["mAP"] == [pytest.approx(100 * (o["mAP"] - b["mAP"]))]
     assert "gain_of_reference" not in report["summary"]["pgflkd"][f"{name}/all"]
 
+    # An earlier report's runs count again without their folders: the same summary.
+    again = tmp_path / "again.json"
+    monkeypatch.setattr(sys, "argv", ["by_visibility.py", "--restore-from", str(out),
+                                      "--reference", "pgflkd", "--edges", *map(str, range(19)),
+                                      "--output", str(again)])  # fmt: skip
+    bv.main()
+    restored = json.loads(again.read_text())
+    assert restored["summary"] == report["summary"]
+    assert {r["restored_from"] for r in restored["runs"].values()} == {str(out)}
+    for argv_tail, message in (
+        (["--runs", str(work / "baseline"), "--edges", *map(str, range(19))],
+         "are both baseline"),
+        ([], r"its groups have edges \[0, 1, 2,"),
+        (["--targets", "market1501", "--edges", *map(str, range(19))],
+         r"has no test set \['market1501'\]"),
+    ):  # fmt: skip
+        monkeypatch.setattr(sys, "argv", ["by_visibility.py", "--restore-from", str(out),
+                                          *argv_tail])  # fmt: skip
+        with pytest.raises(SystemExit, match=message):
+            bv.main()
+
     # The same variant and seed twice, a folder that is not a finished run, an unknown set.
     for runs_asked, message in (
         ([work / "pgflkd", work / "pgflkd"], f"are both pgflkd, seed {seed}"),
