@@ -9,6 +9,8 @@ gain of one variant over the others per group, paired per seed.
 
     python benchmarks/by_visibility.py --runs RUN [RUN ...] [--targets NAME ...]
         [--edges 0 1 15 17 18] [--reference pgflkd] [--restore-from JSON ...] [--output JSON]
+    python benchmarks/by_visibility.py --count FOLDER [FOLDER ...] [--edges ...]
+        [--threshold 0.2] [--output JSON]
 
 Each RUN is a folder written by ``pgflkd run`` / ``ablation.py`` (``config.yaml``, ``last.pth``
 and ``record.json``, whose variant and seed name the run). ``--edges`` are the group bounds:
@@ -16,7 +18,9 @@ the default ``0 1 15 17 18`` gives no visible keypoint (the estimator found no p
 15-16 and all 17 (on Partial-REID's occluded queries: 53, 54, 109 and 84 queries). Writes
 ``benchmarks/results/by_visibility.json``. ``--restore-from`` takes the per-run figures of
 earlier reports of this script (same ``--edges``), so runs whose folders are gone can still be
-paired with new ones.
+paired with new ones. ``--count`` only counts the keypoint files (``*.json``, any depth) of
+each folder per group, with no run: how often a training or test set has poses with few
+visible joints.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from tabulate import tabulate
 from torchreid_pgflkd.config import build, load_config
 from torchreid_pgflkd.engine import checkpoint as ckpt_io
 from torchreid_pgflkd.engine.evaluate import evaluate_query_groups
+from torchreid_pgflkd.pose.formats import KeypointFormatError, read_keypoint_file
 
 logger = logging.getLogger("by_visibility")
 METRICS = ("rank1", "mAP", "mINP")
@@ -53,6 +58,25 @@ def visibility_group(keypoints: np.ndarray, threshold: float, edges: list[int]) 
     visible = int((keypoints[:, 2] >= threshold).sum())
     index = int(np.searchsorted(edges, visible, side="right")) - 1
     return group_names(edges)[index]
+
+
+def count_groups(folder: Path, threshold: float, edges: list[int]) -> dict[str, Any]:
+    """Every keypoint JSON file under ``folder``, counted per group of visible joints (an
+    empty skeleton list counts as none visible); exits naming a file it cannot read."""
+    files = sorted(folder.rglob("*.json"))
+    if not files:
+        raise SystemExit(f"--count {folder}: no keypoint files (*.json) under it")
+    counts = dict.fromkeys(group_names(edges), 0)
+    for path in files:
+        try:
+            counts[visibility_group(read_keypoint_file(path), threshold, edges)] += 1
+        except (KeypointFormatError, ValueError) as exc:
+            raise SystemExit(f"{path}: {exc}") from exc
+    return {
+        "files": len(files),
+        "counts": counts,
+        "percent": {k: 100 * n / len(files) for k, n in counts.items()},
+    }
 
 
 def read_run(run: Path) -> tuple[str, int]:
@@ -183,14 +207,31 @@ def main() -> None:
     parser.add_argument("--edges", type=int, nargs="+", default=[0, 1, 15, 17, 18])
     parser.add_argument("--reference", default=None, help="a variant to pair the others with")
     _suite.add_restore_option(parser)
-    args = parser.parse_args()
+    parser.add_argument("--count", type=Path, nargs="+", default=[], metavar="FOLDER",
+                        help="only count the keypoint files of these folders per group")
+    parser.add_argument("--threshold", type=float, default=0.2,
+                        help="--count: the visibility threshold (default 0.2, the config's)")
+    args = parser.parse_args()  # fmt: skip
     _suite.setup_logging()
-    if not args.runs and not args.restore_from:
-        parser.error("give run folders (--runs), earlier reports (--restore-from), or both")
     try:
         group_names(args.edges)
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
+    if args.count:
+        if args.runs or args.restore_from:
+            parser.error("--count takes no runs")
+        counts = {str(f): count_groups(f, args.threshold, args.edges) for f in args.count}
+        rows = [[f, c["files"], *(f"{n} ({c['percent'][g]:.1f}%)" for g, n in c["counts"].items())]
+                for f, c in counts.items()]  # fmt: skip
+        text = tabulate(rows, headers=["folder", "files", *group_names(args.edges)],
+                        tablefmt="github")  # fmt: skip
+        print(text)
+        report = {"edges": args.edges, "threshold": args.threshold, "counts": counts,
+                  "table": text}  # fmt: skip
+        _suite.write_report(report, args.output)
+        return
+    if not args.runs and not args.restore_from:
+        parser.error("give run folders (--runs), earlier reports (--restore-from), or both")
     runs = restored_runs(args.restore_from, args.edges, args.targets)
     seen: dict[tuple[str, int], str] = {(r["variant"], r["seed"]): k for k, r in runs.items()}
     for run in args.runs:

@@ -126,3 +126,28 @@ def test_groups_partition_the_queries_and_the_reference_is_paired_per_seed(
     (two / "config.yaml").write_text(saved.dump())
     only = bv.evaluate_run(two, [name], [0, 18])
     assert list(only) == [name] and only[name]["all"] == base["all"]
+
+
+def test_count_reads_every_keypoint_file_and_names_a_bad_one(
+    bv: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "kp" / "train"
+    (folder / "a").mkdir(parents=True)
+    whole = [[10.0, 10.0 + i, 0.9] for i in range(17)]
+    half = [[10.0, 10.0 + i, 0.9 if i < 5 else 0.1] for i in range(17)]
+    for name, data in (("a/x_keypoints.json", []), ("y_keypoints.json", [{"keypoints": whole}]),
+                       ("z_keypoints.json", [{"keypoints": half, "is_target": True}])):
+        (folder / name).write_text(json.dumps(data))  # fmt: skip
+    out = tmp_path / "counts.json"
+    monkeypatch.setattr(sys, "argv", ["by_visibility.py", "--count", str(folder),
+                                      "--output", str(out)])  # fmt: skip
+    bv.main()
+    counts = json.loads(out.read_text())["counts"][str(folder)]
+    assert counts["files"] == 3
+    assert counts["counts"] == {"0": 1, "1-14": 1, "15-16": 0, "17": 1}
+    (folder / "bad_keypoints.json").write_text("{not json")
+    with pytest.raises(SystemExit, match=r"bad_keypoints\.json"):
+        bv.main()
+    monkeypatch.setattr(sys, "argv", ["by_visibility.py", "--count", str(tmp_path / "none")])
+    with pytest.raises(SystemExit, match="no keypoint files"):
+        bv.main()
